@@ -1,0 +1,1 @@
+"""Ray-facing wrappers: domain classes from automem/ made remote, scheduling, the Serve app builder."""

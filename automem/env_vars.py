@@ -1,0 +1,61 @@
+"""Every environment variable automem reads, declared once with what it does.
+
+Read them through these helpers, never with ``os.environ`` elsewhere, so that this file stays the complete list
+(a test greps the tree for stray reads).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class EnvVar:
+    """One environment variable: its name, default and meaning."""
+
+    name: str
+    default: str | None
+    doc: str
+
+    def get(self) -> str | None:
+        """The value, or the default when unset or empty."""
+        value = os.environ.get(self.name)
+        return value if value else self.default
+
+
+AUTOMEM_API_KEY = EnvVar(
+    "AUTOMEM_API_KEY",
+    None,
+    "Bearer token. When set, the serving endpoint rejects requests without it (401) and clients send it.",
+)
+AUTOMEM_ENDPOINT = EnvVar(
+    "AUTOMEM_ENDPOINT",
+    None,
+    "Base URL of an OpenAI-compatible endpoint (e.g. http://127.0.0.1:8000/v1) used when none is given.",
+)
+AUTOMEM_CACHE_DIR = EnvVar(
+    "AUTOMEM_CACHE_DIR",
+    None,
+    "Where prepared models and other caches live. Default: $XDG_CACHE_HOME/automem or ~/.cache/automem.",
+)
+AUTOMEM_STATE_DIR = EnvVar(
+    "AUTOMEM_STATE_DIR",
+    None,
+    "Where the running endpoint's state (pid files, ports, logs) is kept. Default: <cache dir>/state.",
+)
+AWS_ENDPOINT_URL = EnvVar(
+    "AWS_ENDPOINT_URL",
+    None,
+    "Endpoint of an S3-compatible server for s3:// roots. pyarrow ignores it, so automem passes it explicitly.",
+)
+AWS_DEFAULT_REGION = EnvVar("AWS_DEFAULT_REGION", "us-east-1", "Region for S3 clients.")
+XDG_CACHE_HOME = EnvVar("XDG_CACHE_HOME", None, "Base of the per-user cache directory (XDG convention).")
+RAY_ADDRESS = EnvVar("RAY_ADDRESS", None, "Address of a running Ray cluster to connect to instead of starting one.")
+RAY_AUTH_MODE = EnvVar(
+    "RAY_AUTH_MODE",
+    "disabled",
+    "Ray 2.60 enables token auth for local clusters by default; automem's scripts set this explicitly.",
+)
+
+ALL: tuple[EnvVar, ...] = tuple(v for v in globals().values() if isinstance(v, EnvVar))

@@ -1,0 +1,1 @@
+"""Job entry points and the automem CLI: one recipe per job."""

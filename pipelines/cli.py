@@ -1,0 +1,64 @@
+"""The ``automem`` command line.
+
+Each sub-command lives in its own module under ``pipelines/`` and exposes ``register(subparsers)``, which adds its
+parser and sets ``func`` (called with the parsed arguments, returning an exit code). Modules are imported lazily by
+name so ``automem --help`` stays fast and a broken optional stack (say, vLLM) cannot break unrelated commands.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# (command name, module, one-line help). Order is the order shown in --help.
+COMMANDS: list[tuple[str, str, str]] = [
+    ("memory", "pipelines.memory_cmd", "run memory operations against a directory"),
+    ("scaffold", "pipelines.scaffold_cmd", "show, validate and diff scaffolds"),
+    ("env", "pipelines.env_cmd", "list, show and play the text environments"),
+    ("model", "pipelines.model_cmd", "prepare the embedded model"),
+    ("serve", "pipelines.serve", "start, inspect or stop the model endpoint"),
+    ("chat", "pipelines.chat", "send one chat message to the running endpoint"),
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The top-level parser with every sub-command that imports cleanly."""
+    parser = argparse.ArgumentParser(
+        prog="automem",
+        description="Teach language-model agents to manage their own memory, on Ray.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, module_name, help_text in COMMANDS:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name == module_name:  # not written yet
+                continue
+            stub = sub.add_parser(name, help=f"{help_text} (unavailable: {exc})")
+            stub.set_defaults(func=_unavailable(name, exc))
+            continue
+        module.register(sub)
+    return parser
+
+
+def _unavailable(name: str, exc: Exception):
+    def run(_args: argparse.Namespace) -> int:
+        print(f"automem {name}: unavailable because an import failed: {exc}", file=sys.stderr)
+        return 2
+
+    return run
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``automem`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
