@@ -1,0 +1,367 @@
+"""The inner-loop agent: each step runs LOG (record the last action's outcome), then PLAN (consult memory,
+read-only), then commits exactly one game action.
+
+The LOG/PLAN invariant is structural: the LOG routine of step t runs only after the environment has answered the
+action of step t-1, and PLAN may only read, so nothing is ever written about an outcome before it is observed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from automem.agent.events import EpisodeEnd, StepEvent, TurnEvent
+from automem.agent.prompt import StepContext, fit_context, fit_results, prefix_hash, static_prefix
+from automem.envs.base import TextEnv, validate_action
+from automem.llm.protocol import ChatModel, OutputConstraint, SamplingParams
+from automem.llm.tokens import ApproxTokenCounter, TokenCounter, count_messages
+from automem.memory.grammar import action_regex, parse, turn_regex
+from automem.memory.ops import READ_ONLY_OPS
+from automem.memory.store import MemoryStore
+from automem.memory.turn import execute
+from automem.scaffold.schema import Scaffold
+
+EventSink = Callable[[Any], None]
+
+
+@dataclass(frozen=True)
+class ModelRoute:
+    """Which client and model name a kind of turn goes to (``<base>:<adapter>`` names a LoRA adapter)."""
+
+    client: ChatModel
+    model: str
+
+
+@dataclass
+class _Tally:
+    turns: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    llm_seconds: float = 0.0
+    env_seconds: float = 0.0
+    op_errors: int = 0
+    invalid_actions: int = 0
+
+
+class Agent:
+    """Plays episodes with a scaffold and one or two models.
+
+    Args:
+        scaffold: prompts, memory schema, operations, quotas, budgets, sampling.
+        memory: where memory turns (LOG and PLAN) go.
+        action: where the action commit goes; defaults to ``memory`` (one-model mode). In two-model mode the
+            memory route names the specialist (e.g. ``smollm2-135m:mem-v1``) and this one the base model.
+        counter: counts prompt tokens for the budget; a conservative estimate by default.
+        context_window: the served model's context length; the scaffold's budgets must fit it.
+        env_in_thread: run ``env.reset``/``env.step`` in a worker thread, so CPU-bound games do not block an
+            event loop that runs many episodes.
+    """
+
+    def __init__(
+        self,
+        scaffold: Scaffold,
+        *,
+        memory: ModelRoute,
+        action: ModelRoute | None = None,
+        counter: TokenCounter | None = None,
+        context_window: int = 4096,
+        env_in_thread: bool = False,
+    ) -> None:
+        self.scaffold = scaffold
+        self.memory_route = memory
+        self.action_route = action or memory
+        self.counter = counter or ApproxTokenCounter()
+        self.env_in_thread = env_in_thread
+        s = scaffold.sampling
+        need = scaffold.context.max_prompt_tokens + max(s.memory_max_tokens, s.action_max_tokens)
+        if need > context_window:
+            raise ValueError(
+                f"scaffold {scaffold.id}: context.max_prompt_tokens + completion tokens = {need} exceeds the "
+                f"model's context window ({context_window})"
+            )
+        q = scaffold.quotas
+        text_chars = max(8, min(120, q.max_line_chars))
+        files = scaffold.file_names
+        self._log_ops = list(scaffold.operations)
+        self._plan_ops = [o for o in scaffold.operations if o in READ_ONLY_OPS]
+        self._grammar = {
+            "log": turn_regex(
+                self._log_ops,
+                files,
+                max_ops=q.max_ops_per_turn,
+                max_text_chars=text_chars,
+                allow_new_files=scaffold.allow_new_files,
+            ),
+            "plan": turn_regex(self._plan_ops, files, max_ops=q.max_ops_per_turn, max_text_chars=text_chars),
+        }
+
+    async def _env(self, fn, *args, **kw):
+        if self.env_in_thread:
+            return await asyncio.to_thread(fn, *args, **kw)
+        return fn(*args, **kw)
+
+    async def run_episode(
+        self,
+        env: TextEnv,
+        *,
+        seed: int | None,
+        episode_id: str,
+        memory_root: str | Path,
+        max_steps: int,
+        on_event: EventSink | None = None,
+    ) -> EpisodeEnd:
+        """Play one episode to its end or ``max_steps``; emits events and returns the summary.
+
+        Raises:
+            automem.llm.LLMError: the model endpoint failed beyond its retries (the caller records the attempt).
+        """
+        emit = on_event or (lambda _e: None)
+        start = time.perf_counter()
+        tally = _Tally()
+
+        def on_record(rec) -> None:
+            if not rec.ok and rec.phase != "init":
+                tally.op_errors += 1
+            emit(rec)
+
+        actions = env.actions
+        names = [a.name for a in actions]
+        default = self.scaffold.default_action
+        default_index = validate_action(actions, default)
+        default_index = 0 if default_index is None else default_index
+        system = static_prefix(self.scaffold, actions)
+        phash = prefix_hash(system)
+        t0 = time.perf_counter()
+        obs, info = await self._env(env.reset, seed=seed)
+        tally.env_seconds += time.perf_counter() - t0
+        store = MemoryStore.fresh(
+            memory_root,
+            self.scaffold.quotas,
+            [(f.name, f.initial) for f in self.scaffold.files if f.initial],
+            on_record=on_record,
+        )
+        last_action: str | None = None
+        last_note = ""
+        total_reward, terminated, truncated, steps = 0.0, False, False, 0
+        progression = float(info.get("progression", 0.0))
+        for t in range(max_steps):
+            # LOG: the observation now on screen is the outcome of the previous action.
+            await self._memory_phase(
+                "log",
+                t,
+                system,
+                phash,
+                self._context(t, last_action, last_note, obs, store),
+                store,
+                emit,
+                tally,
+                episode_id,
+            )
+            # PLAN: read-only memory turns, then the action commit continues the same conversation.
+            convo = await self._memory_phase(
+                "plan",
+                t,
+                system,
+                phash,
+                self._context(t, last_action, last_note, obs, store),
+                store,
+                emit,
+                tally,
+                episode_id,
+            )
+            text, index, valid = await self._commit(
+                t, system, phash, convo, actions, names, emit, tally, episode_id
+            )
+            if not valid:
+                tally.invalid_actions += 1
+                index = default_index
+            t0 = time.perf_counter()
+            next_obs, reward, terminated, truncated, info = await self._env(env.step, index)
+            tally.env_seconds += time.perf_counter() - t0
+            progression = float(info.get("progression", progression))
+            total_reward += float(reward)
+            emit(
+                StepEvent(
+                    episode_id=episode_id,
+                    step=t,
+                    observation=obs,
+                    action=names[index],
+                    action_index=index,
+                    action_text=text,
+                    action_valid=valid,
+                    reward=float(reward),
+                    terminated=bool(terminated),
+                    truncated=bool(truncated),
+                    progression=progression,
+                    info=_jsonable(info),
+                )
+            )
+            steps = t + 1
+            last_action = names[index]
+            last_note = "" if valid else f" (your answer {text.strip()[:40]!r} was not a valid action)"
+            obs = next_obs
+            if terminated or truncated:
+                break
+        end = EpisodeEnd(
+            episode_id=episode_id,
+            env_id=getattr(env, "env_id", "?"),
+            seed=seed,
+            steps=steps,
+            episode_return=total_reward,
+            progression=progression,
+            terminated=bool(terminated),
+            truncated=bool(truncated) or (steps >= max_steps and not terminated),
+            invalid_actions=tally.invalid_actions,
+            turns=tally.turns,
+            prompt_tokens=tally.prompt_tokens,
+            completion_tokens=tally.completion_tokens,
+            llm_seconds=tally.llm_seconds,
+            env_seconds=tally.env_seconds,
+            wall_seconds=time.perf_counter() - start,
+            op_errors=tally.op_errors,
+            memory_files={n: store.backend.read(n) for n in sorted(store.index)},
+        )
+        emit(end)
+        return end
+
+    def _context(
+        self, t: int, last_action: str | None, note: str, obs: str, store: MemoryStore
+    ) -> StepContext:
+        c = self.scaffold.context
+        recent = [(n, store.tail_lines(n, c.tail_lines)) for n in c.include_files if n in store.index]
+        return StepContext(t, last_action, note, obs, store.render_index(), recent)
+
+    def _user(self, system: str, ctx: StepContext, instruction: str) -> str:
+        c = self.scaffold.context
+        return fit_context(
+            ctx, system, instruction, self.counter, c.max_prompt_tokens, c.max_observation_chars
+        )
+
+    async def _call(self, route, messages, sampling, constraint, tally):
+        res = await route.client.chat(messages, model=route.model, sampling=sampling, constraint=constraint)
+        tally.turns += 1
+        tally.prompt_tokens += res.prompt_tokens
+        tally.completion_tokens += res.completion_tokens
+        tally.llm_seconds += res.latency_s
+        return res
+
+    async def _memory_phase(self, phase, t, system, phash, ctx, store, emit, tally, episode_id):
+        sc = self.scaffold
+        n_turns = sc.turns.log_turns if phase == "log" else sc.turns.plan_turns
+        instruction = sc.prompts.log if phase == "log" else sc.prompts.plan
+        enabled = self._log_ops if phase == "log" else self._plan_ops
+        constraint = OutputConstraint(self._grammar[phase]) if sc.constrained else None
+        sampling = SamplingParams(sc.sampling.temperature, sc.sampling.top_p, sc.sampling.memory_max_tokens)
+        messages = [
+            {"role": "system", "content": system},
+            {"role": "user", "content": self._user(system, ctx, instruction)},
+        ]
+        if n_turns == 0:
+            return None
+        budget = sc.context.max_prompt_tokens
+        for k in range(n_turns):
+            est = count_messages(self.counter, messages)
+            res = await self._call(self.memory_route, messages, sampling, constraint, tally)
+            parsed = parse(res.text, enabled)
+            results = execute(
+                store, parsed, enabled=enabled, read_only=phase == "plan", step=t, phase=phase, turn=k
+            )
+            emit(
+                TurnEvent(
+                    episode_id=episode_id,
+                    step=t,
+                    phase=phase,
+                    turn=k,
+                    model=self.memory_route.model,
+                    prompt_tokens=res.prompt_tokens,
+                    prompt_tokens_est=est,
+                    prefix_hash=phash,
+                    completion=res.text,
+                    completion_tokens=res.completion_tokens,
+                    latency_s=res.latency_s,
+                    constraint=constraint.regex if constraint else None,
+                    results=[r.to_json() for r in results],
+                )
+            )
+            rendered = "\n".join(r.render() for r in results) or "(no operations)"
+            more = k + 1 < n_turns and bool(parsed)
+            tail = "More operations, one per line, then DONE; or DONE alone." if more else ""
+            messages.append({"role": "assistant", "content": res.text})
+            used = count_messages(self.counter, messages) + self.counter.count(tail) + 40
+            messages.append(
+                {
+                    "role": "user",
+                    "content": f"Results:\n{fit_results(rendered, used, self.counter, budget)}\n\n{tail}".rstrip(),
+                }
+            )
+            if not more:
+                break
+        return messages
+
+    async def _commit(self, t, system, phash, convo, actions, names, emit, tally, episode_id):
+        sc = self.scaffold
+        messages = [dict(m) for m in convo]
+        if messages[-1]["role"] == "user" and len(messages) > 2:
+            messages[-1]["content"] = messages[-1]["content"] + "\n\n" + sc.prompts.action
+        else:  # no PLAN turn ran: the step context itself gets the action instruction
+            messages[-1]["content"] = (
+                messages[-1]["content"].rsplit("\n\n", 1)[0] + "\n\n" + sc.prompts.action
+            )
+        constraint = OutputConstraint(action_regex(names)) if sc.constrained else None
+        sampling = SamplingParams(sc.sampling.temperature, sc.sampling.top_p, sc.sampling.action_max_tokens)
+        est = count_messages(self.counter, messages)
+        res = await self._call(self.action_route, messages, sampling, constraint, tally)
+        index = parse_action(res.text, names)
+        valid = index is not None
+        emit(
+            TurnEvent(
+                episode_id=episode_id,
+                step=t,
+                phase="action",
+                turn=0,
+                model=self.action_route.model,
+                prompt_tokens=res.prompt_tokens,
+                prompt_tokens_est=est,
+                prefix_hash=phash,
+                completion=res.text,
+                completion_tokens=res.completion_tokens,
+                latency_s=res.latency_s,
+                constraint=constraint.regex if constraint else None,
+                action=names[index] if index is not None else None,
+                action_valid=valid,
+            )
+        )
+        return res.text, (index if index is not None else -1), valid
+
+
+def parse_action(text: str, names: list[str]) -> int | None:
+    """The action a completion names: the whole answer, else the first action name found in it, else None."""
+    first = text.strip().splitlines()[0] if text.strip() else ""
+    cleaned = first.strip().strip("`'\".:,;*").strip()
+    lowered = cleaned.lower()
+    for i, n in enumerate(names):
+        if n.lower() == lowered:
+            return i
+    found: list[tuple[int, int, int]] = []  # (position, -length, index): earliest, then longest
+    for i, n in enumerate(names):
+        m = re.search(rf"(?<![\w-]){re.escape(n.lower())}(?![\w-])", text.lower())
+        if m:
+            found.append((m.start(), -len(n), i))
+    return min(found)[2] if found else None
+
+
+def _jsonable(info: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in info.items():
+        if isinstance(v, str | int | float | bool) or v is None:
+            out[k] = v
+        elif isinstance(v, list | tuple) and all(isinstance(x, str | int | float | bool) for x in v):
+            out[k] = list(v)
+        elif isinstance(v, dict) and all(isinstance(x, str | int | float | bool) for x in v.values()):
+            out[k] = {str(a): b for a, b in v.items()}
+    return out

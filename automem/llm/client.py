@@ -1,0 +1,172 @@
+"""An async client for any OpenAI-compatible chat endpoint (Ray Serve LLM, vLLM, others).
+
+Retries connection errors, timeouts, 429 and 5xx with exponential backoff and jitter, a bounded number of times;
+fails at once, with a clear error, on a bad key (401/403), an unknown model (404) or a rejected request (400/422).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from typing import Any
+
+import httpx
+
+from automem import env_vars
+from automem.llm.protocol import (
+    DEFAULT_SAMPLING,
+    AuthError,
+    BadRequestError,
+    ChatResult,
+    EndpointUnavailableError,
+    LLMError,
+    ModelNotFoundError,
+    OutputConstraint,
+    SamplingParams,
+)
+
+_RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
+
+
+class OpenAIChatClient:
+    """``ChatModel`` over HTTP.
+
+    Args:
+        base_url: e.g. ``http://127.0.0.1:8000/v1``.
+        api_key: sent as a bearer token; defaults to ``AUTOMEM_API_KEY``.
+        timeout_s: per-request timeout.
+        max_retries: retries after the first try, for retryable failures only.
+        backoff_s: first backoff; doubles each retry, with jitter, capped at ``max_backoff_s``.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        api_key: str | None = None,
+        timeout_s: float = 120.0,
+        max_retries: int = 4,
+        backoff_s: float = 0.5,
+        max_backoff_s: float = 8.0,
+        max_connections: int = 1024,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.api_key = api_key if api_key is not None else env_vars.AUTOMEM_API_KEY.get()
+        self.timeout_s = timeout_s
+        self.max_retries = max_retries
+        self.backoff_s = backoff_s
+        self.max_backoff_s = max_backoff_s
+        self._limits = httpx.Limits(
+            max_connections=max_connections, max_keepalive_connections=max_connections
+        )
+        self._client: httpx.AsyncClient | None = None
+        self.retries = 0  # total retries made, for progress reporting
+
+    def _http(self) -> httpx.AsyncClient:
+        if self._client is None:
+            headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+            self._client = httpx.AsyncClient(timeout=self.timeout_s, headers=headers, limits=self._limits)
+        return self._client
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    @staticmethod
+    def request_body(
+        messages: list[dict[str, str]],
+        model: str,
+        sampling: SamplingParams,
+        constraint: OutputConstraint | None,
+    ) -> dict[str, Any]:
+        """The JSON body of a chat-completions request."""
+        body: dict[str, Any] = {
+            "model": model,
+            "messages": messages,
+            "temperature": sampling.temperature,
+            "top_p": sampling.top_p,
+            "max_tokens": sampling.max_tokens,
+        }
+        if sampling.seed is not None:
+            body["seed"] = sampling.seed
+        if sampling.stop:
+            body["stop"] = list(sampling.stop)
+        if constraint is not None:
+            # vLLM's current field. The older "guided_regex" is accepted and silently ignored (FACTS.md).
+            body["structured_outputs"] = {"regex": constraint.regex}
+        return body
+
+    async def chat(
+        self,
+        messages: list[dict[str, str]],
+        *,
+        model: str,
+        sampling: SamplingParams = DEFAULT_SAMPLING,
+        constraint: OutputConstraint | None = None,
+    ) -> ChatResult:
+        """One chat completion; see the class docstring for the retry policy."""
+        body = self.request_body(messages, model, sampling, constraint)
+        url = f"{self.base_url}/chat/completions"
+        last: str = ""
+        for attempt in range(self.max_retries + 1):
+            if attempt:
+                self.retries += 1
+                delay = min(self.max_backoff_s, self.backoff_s * 2 ** (attempt - 1))
+                await asyncio.sleep(delay * (0.5 + random.random()))
+            start = time.perf_counter()
+            try:
+                resp = await self._http().post(url, json=body)
+            except (httpx.TransportError, httpx.TimeoutException) as exc:
+                last = f"{type(exc).__name__}: {exc}"
+                continue
+            latency = time.perf_counter() - start
+            if resp.status_code == 200:
+                return self._parse(resp.json(), model, latency)
+            detail = _detail(resp)
+            if resp.status_code in (401, 403):
+                raise AuthError(f"{self.base_url} refused the API key ({resp.status_code}): {detail}")
+            if resp.status_code == 404:
+                raise ModelNotFoundError(f"model {model!r} is not served at {self.base_url}: {detail}")
+            if resp.status_code in (400, 422):
+                raise BadRequestError(f"{self.base_url} rejected the request ({resp.status_code}): {detail}")
+            if resp.status_code not in _RETRY_STATUS:
+                raise LLMError(f"{self.base_url} answered {resp.status_code}: {detail}")
+            last = f"HTTP {resp.status_code}: {detail}"
+        raise EndpointUnavailableError(
+            f"{self.base_url} failed {self.max_retries + 1} times; last error: {last}. "
+            "Is the endpoint running? (`automem serve --status`)"
+        )
+
+    @staticmethod
+    def _parse(data: dict[str, Any], model: str, latency: float) -> ChatResult:
+        choice = data["choices"][0]
+        usage = data.get("usage") or {}
+        return ChatResult(
+            text=choice["message"].get("content") or "",
+            prompt_tokens=int(usage.get("prompt_tokens", 0)),
+            completion_tokens=int(usage.get("completion_tokens", 0)),
+            latency_s=latency,
+            model=data.get("model", model),
+            finish_reason=choice.get("finish_reason"),
+        )
+
+    async def list_models(self) -> list[str]:
+        """Model ids the endpoint serves (``/v1/models``)."""
+        resp = await self._http().get(f"{self.base_url}/models")
+        if resp.status_code in (401, 403):
+            raise AuthError(f"{self.base_url} refused the API key ({resp.status_code})")
+        resp.raise_for_status()
+        return [m["id"] for m in resp.json().get("data", [])]
+
+
+def _detail(resp: httpx.Response) -> str:
+    try:
+        data = resp.json()
+    except ValueError:
+        return resp.text[:300]
+    err = data.get("error", data) if isinstance(data, dict) else data
+    if isinstance(err, dict):
+        return str(err.get("message") or err)[:300]
+    return str(err)[:300]

@@ -1,0 +1,155 @@
+"""Where memory files live: a real directory (the product) or a dict (for replaying the op log).
+
+Both backends expose the same few primitives, and every memory operation is written once on top of them, so a
+replay of the op log runs exactly the code the live episode ran.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import tempfile
+from pathlib import Path
+from typing import Protocol
+
+from automem.memory.paths import PathViolation, check_name, resolve
+
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+
+
+class FileBackend(Protocol):
+    """The primitives memory operations are built from. Names are already validated relative names."""
+
+    def exists(self, name: str) -> bool: ...
+    def read(self, name: str) -> str: ...
+    def read_tail_bytes(self, name: str, max_bytes: int) -> str: ...
+    def write(self, name: str, text: str) -> None: ...
+    def append(self, name: str, text: str) -> None: ...
+    def delete(self, name: str) -> None: ...
+    def names(self) -> list[str]: ...
+    def check(self, name: str) -> None:
+        """Raise ``PathViolation`` if ``name`` may not be used."""
+        ...
+
+
+class DictBackend:
+    """Files held in a dict; used by ``replay`` and by tests."""
+
+    def __init__(self, files: dict[str, str] | None = None) -> None:
+        self.files: dict[str, str] = dict(files or {})
+
+    def check(self, name: str) -> None:
+        check_name(name)
+        parts = name.split("/")
+        for i in range(1, len(parts)):  # a file cannot also be a folder
+            if "/".join(parts[:i]) in self.files:
+                raise PathViolation(f"{'/'.join(parts[:i])!r} is a file, not a folder")
+        if any(other.startswith(name + "/") for other in self.files):
+            raise PathViolation(f"{name!r} is a folder")
+
+    def exists(self, name: str) -> bool:
+        return name in self.files
+
+    def read(self, name: str) -> str:
+        return self.files[name]
+
+    def read_tail_bytes(self, name: str, max_bytes: int) -> str:
+        data = self.files[name].encode()
+        return data[-max_bytes:].decode(errors="ignore")
+
+    def write(self, name: str, text: str) -> None:
+        self.files[name] = text
+
+    def append(self, name: str, text: str) -> None:
+        self.files[name] = self.files.get(name, "") + text
+
+    def delete(self, name: str) -> None:
+        del self.files[name]
+
+    def names(self) -> list[str]:
+        return sorted(self.files)
+
+
+class DiskBackend:
+    """Files in a real directory. Every access re-checks the path and opens with ``O_NOFOLLOW``."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    def check(self, name: str) -> None:
+        path = resolve(self.root, name)
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            return
+        if stat.S_ISDIR(st.st_mode):
+            raise PathViolation(f"{name!r} is a folder")
+        if not stat.S_ISREG(st.st_mode):
+            raise PathViolation(f"{name!r} is not a regular file")
+
+    def _path(self, name: str) -> Path:
+        return resolve(self.root, name)
+
+    def exists(self, name: str) -> bool:
+        try:
+            return stat.S_ISREG(os.lstat(self._path(name)).st_mode)
+        except FileNotFoundError:
+            return False
+
+    def read(self, name: str) -> str:
+        fd = os.open(self._path(name), os.O_RDONLY | _NOFOLLOW)
+        with os.fdopen(fd, "rb") as f:
+            return f.read().decode(errors="replace")
+
+    def read_tail_bytes(self, name: str, max_bytes: int) -> str:
+        fd = os.open(self._path(name), os.O_RDONLY | _NOFOLLOW)
+        with os.fdopen(fd, "rb") as f:
+            size = f.seek(0, os.SEEK_END)
+            f.seek(max(0, size - max_bytes))
+            return f.read().decode(errors="ignore")
+
+    def _mkparents(self, path: Path) -> None:
+        parent = path.parent
+        if parent != self.root:
+            parent.mkdir(parents=True, exist_ok=True)
+            resolve(self.root, str(parent.relative_to(self.root)))  # re-check: nothing planted meanwhile
+
+    def write(self, name: str, text: str) -> None:
+        path = self._path(name)
+        self._mkparents(path)
+        # Write a temp file and rename over the target: atomic, and a rename replaces a link, never follows it.
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(text.encode())
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+
+    def append(self, name: str, text: str) -> None:
+        path = self._path(name)
+        self._mkparents(path)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | _NOFOLLOW, 0o644)
+        with os.fdopen(fd, "ab") as f:
+            f.write(text.encode())
+
+    def delete(self, name: str) -> None:
+        os.unlink(self._path(name))
+
+    def names(self) -> list[str]:
+        out: list[str] = []
+        for dirpath, dirnames, filenames in os.walk(self.root, followlinks=False):
+            dirnames[:] = sorted(d for d in dirnames if not os.path.islink(os.path.join(dirpath, d)))
+            for fn in filenames:
+                full = os.path.join(dirpath, fn)
+                if fn.startswith(".tmp-") or not stat.S_ISREG(os.lstat(full).st_mode):
+                    continue  # links and specials are never memory files
+                rel = os.path.relpath(full, self.root).replace(os.sep, "/")
+                try:
+                    check_name(rel)
+                except PathViolation:
+                    continue
+                out.append(rel)
+        return sorted(out)

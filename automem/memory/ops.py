@@ -1,0 +1,256 @@
+"""The memory operations: their signatures, semantics and help text, in one registry.
+
+Semantics (also rendered into prompts by ``render_help``):
+- Lines are 1-based and ranges inclusive. Patterns are case-insensitive literal substrings (no regex).
+- Files always end with a newline; WRITE, APPEND and UPSERT add it.
+- CREATE on an existing file is an error; READ, TAIL, COUNT, REPLACE, UPSERT and DELETE on a missing file are
+  errors; WRITE and APPEND create a missing file.
+- REPLACE replaces every occurrence, case-sensitively, and is an error when the old text is absent.
+- SEARCH with no match is ok with empty output.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from automem.memory.results import OpResult
+from automem.memory.store import MemoryStore, OpFailed
+
+
+@dataclass(frozen=True)
+class Arg:
+    """One argument of an operation.
+
+    ``kind`` is ``file`` (a memory-file name), ``scope`` (a file name or ``*``), ``int`` (a positive integer),
+    ``word`` (one token; quote it in double quotes if it has spaces) or ``text`` (the rest of the line).
+    """
+
+    name: str
+    kind: str
+    optional: bool = False
+
+
+@dataclass(frozen=True)
+class OpSpec:
+    """A memory operation: name, typed arguments, read-only flag, help, and implementation."""
+
+    name: str
+    args: tuple[Arg, ...]
+    read_only: bool
+    help: str
+    fn: Callable[..., OpResult]
+
+    @property
+    def signature(self) -> str:
+        parts = [self.name]
+        for a in self.args:
+            parts.append(f"[{a.name}]" if a.optional else a.name)
+        return " ".join(parts)
+
+    def coerce(self, args: list[str]) -> list:
+        """Check the argument count and convert ints; raises ``OpFailed('bad_args')``."""
+        required = sum(not a.optional for a in self.args)
+        if not required <= len(args) <= len(self.args):
+            raise OpFailed("bad_args", f"usage: {self.signature}")
+        if self.name == "READ" and len(args) == 2:
+            raise OpFailed("bad_args", "READ takes both start and end, or neither")
+        values: list = []
+        for spec, value in zip(self.args, args, strict=False):
+            if spec.kind == "int":
+                if not value.strip().isdigit() or int(value) < 1:
+                    raise OpFailed("bad_args", f"{spec.name} must be a positive integer, got {value!r}")
+                values.append(int(value))
+            elif spec.kind == "text" and "\x00" in value:
+                raise OpFailed("bad_args", "text contains a NUL character")
+            else:
+                values.append(value)
+        return values
+
+
+def _lines(text: str) -> list[str]:
+    return text.splitlines()
+
+
+def _norm_text(text: str) -> str:
+    text = text.replace("\r\n", "\n").rstrip("\n")
+    return text + "\n" if text else ""
+
+
+def _list(store: MemoryStore) -> OpResult:
+    return OpResult(op="LIST", output=store.render_index() if store.index else "")
+
+
+def _read(store: MemoryStore, name: str, start: int | None = None, end: int | None = None) -> OpResult:
+    store.require_file(name)
+    lines = _lines(store.backend.read(name))
+    if start is not None and end is not None:
+        if end < start:
+            raise OpFailed("bad_args", f"end ({end}) is before start ({start})")
+        lines = lines[start - 1 : end]
+    return OpResult(op="READ", output="\n".join(lines))
+
+
+def _tail(store: MemoryStore, name: str, n: int = 10) -> OpResult:
+    store.require_file(name)
+    return OpResult(op="TAIL", output="\n".join(store.tail_lines(name, n)))
+
+
+def _matches(text: str, pattern: str) -> list[tuple[int, str]]:
+    """(line number, line) for each line containing ``pattern``, case-insensitively."""
+    if not pattern:
+        raise OpFailed("bad_args", "empty pattern")
+    needle, hay = pattern.lower(), text.lower()
+    out: list[tuple[int, str]] = []
+    pos, line_no, line_start = hay.find(needle), 1, 0
+    while pos != -1:
+        line_no += hay.count("\n", line_start, pos)
+        line_start = hay.rfind("\n", 0, pos) + 1
+        line_end = hay.find("\n", pos)
+        line_end = len(hay) if line_end == -1 else line_end
+        out.append((line_no, text[line_start:line_end]))
+        line_start, line_no = line_end, line_no  # count newlines from the end of this line next
+        pos = hay.find(needle, line_end)
+    return out
+
+
+def _count(store: MemoryStore, name: str, pattern: str) -> OpResult:
+    store.require_file(name)
+    return OpResult(op="COUNT", output=str(len(_matches(store.backend.read(name), pattern))))
+
+
+def _search(store: MemoryStore, pattern: str, scope: str = "*") -> OpResult:
+    names = sorted(store.index) if scope == "*" else [scope]
+    if scope != "*":
+        store.require_file(scope)
+    hits = [f"{n}:{i}: {line}" for n in names for i, line in _matches(store.backend.read(n), pattern)]
+    return OpResult(op="SEARCH", output="\n".join(hits))
+
+
+def _create(store: MemoryStore, name: str) -> OpResult:
+    store.backend.check(name)
+    if name in store.index:
+        raise OpFailed("exists", f"{name!r} already exists")
+    store.check_size(name, 0)
+    return OpResult(op="CREATE", output=f"created {name}", bytes_delta=store.put(name, ""))
+
+
+def _write(store: MemoryStore, name: str, text: str) -> OpResult:
+    store.backend.check(name)
+    content = _norm_text(text)
+    store.check_lines(content)
+    store.check_size(name, len(content.encode()))
+    return OpResult(op="WRITE", output=f"wrote {name}", bytes_delta=store.put(name, content))
+
+
+def _append(store: MemoryStore, name: str, text: str) -> OpResult:
+    store.backend.check(name)
+    content = _norm_text(text)
+    if not content:
+        raise OpFailed("bad_args", "nothing to append")
+    store.check_lines(content)
+    return OpResult(op="APPEND", output=f"appended to {name}", bytes_delta=store.add(name, content))
+
+
+def _upsert(store: MemoryStore, name: str, key: str, text: str) -> OpResult:
+    key = key.strip()
+    if not key or ":" in key or "\n" in key:
+        raise OpFailed("bad_args", "key must be non-empty, on one line, without ':'")
+    if "\n" in text.strip():
+        raise OpFailed("bad_args", "UPSERT text must be one line")
+    store.require_file(name)
+    new_line = f"{key}: {text.strip()}"
+    store.check_lines(new_line)
+    lines = _lines(store.backend.read(name))
+    for i, line in enumerate(lines):
+        if ":" in line and line.split(":", 1)[0].strip().lower() == key.lower():
+            lines[i] = new_line
+            break
+    else:
+        lines.append(new_line)
+    content = "\n".join(lines) + "\n"
+    store.check_size(name, len(content.encode()))
+    return OpResult(op="UPSERT", output=f"set {key} in {name}", bytes_delta=store.put(name, content))
+
+
+def _replace(store: MemoryStore, name: str, old: str, new: str) -> OpResult:
+    store.require_file(name)
+    if not old:
+        raise OpFailed("bad_args", "old text is empty")
+    text = store.backend.read(name)
+    n = text.count(old)
+    if n == 0:
+        raise OpFailed("not_found", f"{old!r} is not in {name}")
+    content = _norm_text(text.replace(old, new))
+    before = set(_lines(text))
+    store.check_lines("\n".join(line for line in _lines(content) if line not in before))
+    store.check_size(name, len(content.encode()))
+    return OpResult(op="REPLACE", output=f"replaced {n} in {name}", bytes_delta=store.put(name, content))
+
+
+def _delete(store: MemoryStore, name: str) -> OpResult:
+    store.require_file(name)
+    return OpResult(op="DELETE", output=f"deleted {name}", bytes_delta=store.remove(name))
+
+
+F, N = Arg("file", "file"), Arg
+_SPECS = [
+    OpSpec("LIST", (), True, "list the memory files with their line and byte counts", _list),
+    OpSpec(
+        "READ",
+        (F, N("start", "int", True), N("end", "int", True)),
+        True,
+        "show a file, or lines start..end of it (1-based, inclusive)",
+        _read,
+    ),
+    OpSpec("TAIL", (F, N("n", "int", True)), True, "show the last n lines of a file (default 10)", _tail),
+    OpSpec(
+        "COUNT",
+        (F, N("pattern", "text")),
+        True,
+        "count the lines of a file that contain pattern (case-insensitive)",
+        _count,
+    ),
+    OpSpec(
+        "SEARCH",
+        (N("pattern", "word"), N("file|*", "scope", True)),
+        True,
+        "show lines containing pattern (case-insensitive) in one file or all (*) as file:line: text;"
+        " empty when nothing matches; quote a pattern with spaces",
+        _search,
+    ),
+    OpSpec("CREATE", (F,), False, "make a new empty file (error if it exists)", _create),
+    OpSpec("WRITE", (F, N("text", "text")), False, "replace a whole file with text (creates it)", _write),
+    OpSpec(
+        "APPEND",
+        (F, N("text", "text")),
+        False,
+        "add text as a new line at the end (creates the file)",
+        _append,
+    ),
+    OpSpec(
+        "UPSERT",
+        (F, N("key", "word"), N("text", "text")),
+        False,
+        "set the line 'key: text', replacing the line with that key, else adding it",
+        _upsert,
+    ),
+    OpSpec(
+        "REPLACE",
+        (F, N("old", "word"), N("new", "text")),
+        False,
+        "replace every occurrence of old with new (case-sensitive; error if old is absent)",
+        _replace,
+    ),
+    OpSpec("DELETE", (F,), False, "remove a file", _delete),
+]
+
+REGISTRY: dict[str, OpSpec] = {s.name: s for s in _SPECS}
+READ_ONLY_OPS = frozenset(s.name for s in _SPECS if s.read_only)
+ALL_OPS = tuple(REGISTRY)
+
+
+def render_help(enabled: list[str] | tuple[str, ...] | None = None) -> str:
+    """One line per enabled operation, ``SIGNATURE — help``, in registry order, for prompts."""
+    names = [n for n in ALL_OPS if enabled is None or n in enabled]
+    return "\n".join(f"{REGISTRY[n].signature} — {REGISTRY[n].help}" for n in names)

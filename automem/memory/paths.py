@@ -1,0 +1,86 @@
+"""Safe resolution of memory-file names inside an episode's memory root.
+
+A name comes from a model, so it is hostile until checked: no absolute paths, no ``..``, no NUL or control
+characters, bounded length, and nothing that resolves outside the root, symlinks included (even one planted inside
+the root by something other than automem). Every check returns a ``PathViolation`` rather than raising past the
+store, so a bad name becomes an error result for the model.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+MAX_NAME_CHARS = 128
+MAX_COMPONENT_CHARS = 64
+MAX_DEPTH = 4
+
+
+class PathViolation(ValueError):
+    """A memory-file name that is unsafe or outside the root."""
+
+
+def check_name(name: str) -> tuple[str, ...]:
+    """Validate a relative memory-file name and split it into components.
+
+    Args:
+        name: the name as the model wrote it, e.g. ``notes.md`` or ``places/caves.md``.
+
+    Returns:
+        The path components.
+
+    Raises:
+        PathViolation: the name is empty, absolute, too long, too deep, or contains ``..``, ``.``, a backslash,
+            NUL or another control character.
+    """
+    if not name:
+        raise PathViolation("empty file name")
+    if len(name) > MAX_NAME_CHARS:
+        raise PathViolation(f"file name longer than {MAX_NAME_CHARS} characters")
+    if any(ord(c) < 32 or ord(c) == 127 for c in name):
+        raise PathViolation("file name contains a control character")
+    if "\\" in name:
+        raise PathViolation("file name contains a backslash; use / between folders")
+    if name.startswith("/") or name.startswith("~"):
+        raise PathViolation("absolute paths are not allowed; names are relative to the memory root")
+    parts = tuple(name.split("/"))
+    if len(parts) > MAX_DEPTH:
+        raise PathViolation(f"file name nested deeper than {MAX_DEPTH} levels")
+    for part in parts:
+        if part in ("", ".", ".."):
+            raise PathViolation(f"file name has an empty, '.' or '..' component: {name!r}")
+        if len(part) > MAX_COMPONENT_CHARS:
+            raise PathViolation(f"a path component is longer than {MAX_COMPONENT_CHARS} characters")
+    return parts
+
+
+def resolve(root: Path, name: str) -> Path:
+    """The absolute path of ``name`` inside ``root``, refusing anything that could leave it.
+
+    Every existing component is checked with ``lstat``: a symlink anywhere on the way (to a file or a folder,
+    pointing inside or outside) is refused, and so is a non-directory where a folder is expected.
+
+    Raises:
+        PathViolation: see ``check_name``; also for a symlink or a path that resolves outside ``root``.
+    """
+    parts = check_name(name)
+    path = root
+    for i, part in enumerate(parts):
+        path = path / part
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            break  # the rest does not exist yet; nothing to follow
+        if stat.S_ISLNK(st.st_mode):
+            raise PathViolation(f"{'/'.join(parts[: i + 1])!r} is a symbolic link; links are not followed")
+        is_last = i == len(parts) - 1
+        if not is_last and not stat.S_ISDIR(st.st_mode):
+            raise PathViolation(f"{'/'.join(parts[: i + 1])!r} is a file, not a folder")
+    full = root.joinpath(*parts)
+    # Belt and braces: the real path must stay under the real root.
+    real_root = os.path.realpath(root)
+    real = os.path.realpath(full)
+    if os.path.commonpath([real_root, real]) != real_root:
+        raise PathViolation("path resolves outside the memory root")
+    return full

@@ -1,0 +1,93 @@
+"""Results and log records of memory operations."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+# Kinds of failure, so diagnostics can count them without parsing messages.
+ERROR_KINDS = (
+    "parse",  # the text could not be read as an operation
+    "unknown_op",  # no such operation
+    "disabled",  # the scaffold does not enable this operation
+    "read_only",  # a write in a phase that may only read
+    "bad_args",  # wrong number or form of arguments
+    "path",  # unsafe name, or outside the memory root
+    "missing",  # the file does not exist
+    "exists",  # CREATE on an existing file
+    "not_found",  # REPLACE text that is not in the file
+    "quota",  # over a size or count limit; nothing changed
+    "limit",  # over the per-turn operation limit; not run
+)
+
+
+@dataclass
+class OpResult:
+    """What one operation (or one unparseable fragment) returned to the model."""
+
+    op: str | None
+    args: list[str] = field(default_factory=list)
+    ok: bool = True
+    output: str = ""
+    error: str | None = None
+    error_kind: str | None = None
+    bytes_delta: int = 0
+    cut_chars: int = 0
+    raw: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON object the CLI prints: ``op``, ``args``, ``ok`` and ``output`` or ``error``."""
+        out: dict[str, Any] = {"op": self.op, "args": self.args, "ok": self.ok}
+        if self.ok:
+            out["output"] = self.output
+            if self.cut_chars:
+                out["cut_chars"] = self.cut_chars
+        else:
+            out["error"] = self.error
+            out["error_kind"] = self.error_kind
+            if self.op is None:
+                out["raw"] = self.raw
+        if self.bytes_delta:
+            out["bytes_delta"] = self.bytes_delta
+        return out
+
+    def render(self) -> str:
+        """One block of text for the model's next prompt."""
+        head = self.op or "?"
+        if self.args:
+            head += " " + " ".join(self.args)[:80]
+        if not self.ok:
+            return f"[{head}] ERROR: {self.error}"
+        body = self.output if self.output else "(ok)"
+        return f"[{head}]\n{body}"
+
+
+def error(op: str | None, args: list[str], kind: str, message: str, raw: str = "") -> OpResult:
+    """An error result of the given kind."""
+    assert kind in ERROR_KINDS, kind
+    return OpResult(op=op, args=args, ok=False, error=message, error_kind=kind, raw=raw)
+
+
+@dataclass(frozen=True)
+class OpRecord:
+    """One executed operation in the op log: its arguments, never the resulting file content.
+
+    The memory state at any step is rebuilt from these records with ``automem.memory.replay``.
+    """
+
+    step: int
+    phase: str
+    turn: int
+    seq: int
+    op: str | None
+    args: tuple[str, ...]
+    ok: bool
+    read_only: bool
+    error_kind: str | None = None
+    bytes_delta: int = 0
+    output_chars: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["args"] = list(self.args)
+        return d

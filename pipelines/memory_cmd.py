@@ -1,0 +1,80 @@
+"""``automem memory run ROOT TEXT``: run memory operations against a directory and print JSON results.
+
+    automem memory run /tmp/mem 'APPEND notes.md saw a tree to the north
+    SEARCH tree *
+    DONE'
+    echo '[{"op": "READ", "args": ["notes.md"]}]' | automem memory run /tmp/mem - --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+_EPILOG = """\
+Operations (one per line, in any case; DONE ends the turn):
+{help}
+
+Exit status is 0 even when operations fail (each result says ok or error);
+2 for usage errors (bad flags, unreadable scaffold, --json input that is not a JSON array).
+Without --scaffold every operation is enabled, under the default quotas:
+{quotas}
+"""
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from automem.memory import DEFAULT_QUOTAS, render_help
+
+    p = sub.add_parser("memory", help="run memory operations against a directory")
+    msub = p.add_subparsers(dest="memory_command", metavar="SUBCOMMAND", required=True)
+    run = msub.add_parser(
+        "run",
+        help="parse TEXT and run its operations against directory ROOT; prints a JSON array of results",
+        description="Parse TEXT as a memory turn (or a JSON array with --json), run each operation in order "
+        "against directory ROOT (created if missing) and print one JSON object per operation or parse error.",
+        epilog=_EPILOG.format(
+            help=render_help(),
+            quotas=", ".join(f"{k}={v}" for k, v in DEFAULT_QUOTAS.model_dump().items()),
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    run.add_argument("root", metavar="ROOT", help="memory directory (created if missing)")
+    run.add_argument("text", metavar="TEXT", help="the operations; '-' reads standard input")
+    run.add_argument(
+        "--json", action="store_true", help='TEXT is a JSON array of {"op": NAME, "args": [strings]}'
+    )
+    run.add_argument("--scaffold", metavar="FILE|NAME", help="take enabled operations and quotas from a scaffold")
+    run.add_argument("--indent", type=int, default=None, help="pretty-print the JSON with this indent")
+    run.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from automem.memory import ALL_OPS, DEFAULT_QUOTAS, MemoryStore, execute, parse, parse_json
+    from automem.scaffold import ScaffoldError, load
+
+    text = sys.stdin.read() if args.text == "-" else args.text
+    enabled, quotas = ALL_OPS, DEFAULT_QUOTAS
+    if args.scaffold:
+        try:
+            scaffold = load(args.scaffold)
+        except ScaffoldError as exc:
+            print(f"automem memory run: {exc}", file=sys.stderr)
+            return 2
+        enabled, quotas = scaffold.operations, scaffold.quotas
+    if args.json:
+        try:
+            parsed = parse_json(text)
+        except ValueError as exc:
+            print(f"automem memory run: --json input is not a JSON array of operations: {exc}", file=sys.stderr)
+            return 2
+    else:
+        parsed = parse(text, enabled)
+    try:
+        store = MemoryStore.open_dir(args.root, quotas)
+    except OSError as exc:
+        print(f"automem memory run: cannot use {args.root!r} as a memory root: {exc}", file=sys.stderr)
+        return 2
+    results = execute(store, parsed, enabled=enabled)
+    print(json.dumps([r.to_json() for r in results], indent=args.indent, ensure_ascii=False))
+    return 0
