@@ -89,7 +89,9 @@ def _parse_args(spec: OpSpec, rest: str) -> list[str]:
     if spec.name == "SEARCH" and len(toks) >= 2:
         last, start, _ = toks[-1]
         quoted_last = rest[start] == '"'
-        if last == "*" or (not quoted_last and _LOOKS_LIKE_FILE.search(last)):
+        # The last token is the scope when it is *, quoted, or looks like a file name; otherwise the whole
+        # rest is the pattern (small models write `SEARCH iron pickaxe`).
+        if last == "*" or quoted_last or _LOOKS_LIKE_FILE.search(last):
             pattern = toks[0][0] if len(toks) == 2 else rest[: toks[-1][1]].strip()
             return [pattern, last]
         return [_rest(rest)]

@@ -56,13 +56,13 @@ def _run_one(
     if over:
         limit = store.quotas.max_ops_per_turn
         return error(spec.name, item.args, "limit", f"only {limit} operations run per turn; this one did not")
-    if spec.name not in enabled:
-        return error(
-            spec.name, item.args, "disabled", f"{spec.name} is not enabled; use {', '.join(enabled)}"
-        )
     if read_only and not spec.read_only:
         return error(
             spec.name, item.args, "read_only", f"{spec.name} writes; this phase may only read memory"
+        )
+    if spec.name not in enabled:
+        return error(
+            spec.name, item.args, "disabled", f"{spec.name} is not enabled; use {', '.join(enabled)}"
         )
     return store.run_op(spec.name, item.args)
 
