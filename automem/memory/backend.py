@@ -27,6 +27,10 @@ class FileBackend(Protocol):
     def append(self, name: str, text: str) -> None: ...
     def delete(self, name: str) -> None: ...
     def names(self) -> list[str]: ...
+    def version(self, name: str) -> object | None:
+        """A token that changes whenever the file changes (None: do not cache)."""
+        ...
+
     def check(self, name: str) -> None:
         """Raise ``PathViolation`` if ``name`` may not be used."""
         ...
@@ -69,6 +73,9 @@ class DictBackend:
     def names(self) -> list[str]:
         return sorted(self.files)
 
+    def version(self, name: str) -> object | None:
+        return None
+
 
 class DiskBackend:
     """Files in a real directory. Every access re-checks the path and opens with ``O_NOFOLLOW``."""
@@ -95,6 +102,11 @@ class DiskBackend:
             return stat.S_ISREG(os.lstat(self._path(name)).st_mode)
         except FileNotFoundError:
             return False
+
+    def version(self, name: str) -> object | None:
+        # A write replaces the inode and an append changes the size, so this also notices edits made by others.
+        st = os.lstat(self._path(name))
+        return (st.st_ino, st.st_size, st.st_mtime_ns)
 
     def read(self, name: str) -> str:
         fd = os.open(self._path(name), os.O_RDONLY | _NOFOLLOW)

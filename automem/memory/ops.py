@@ -96,11 +96,14 @@ def _tail(store: MemoryStore, name: str, n: int = 10) -> OpResult:
     return OpResult(op="TAIL", output="\n".join(store.tail_lines(name, n)))
 
 
-def _matches(text: str, pattern: str) -> list[tuple[int, str]]:
-    """(line number, line) for each line containing ``pattern``, case-insensitively."""
+def _matches(store: MemoryStore, name: str, pattern: str) -> list[tuple[int, str]]:
+    """(line number, line) for each line of a file containing ``pattern``, case-insensitively."""
     if not pattern:
         raise OpFailed("bad_args", "empty pattern")
-    needle, hay = pattern.lower(), text.lower()
+    text, hay = store.text_and_lower(name)
+    needle = pattern.lower()
+    if len(hay) != len(text):  # a few characters change length when lower-cased; fall back to per line
+        return [(i, line) for i, line in enumerate(text.splitlines(), 1) if needle in line.lower()]
     out: list[tuple[int, str]] = []
     pos, line_no, line_start = hay.find(needle), 1, 0
     while pos != -1:
@@ -116,14 +119,14 @@ def _matches(text: str, pattern: str) -> list[tuple[int, str]]:
 
 def _count(store: MemoryStore, name: str, pattern: str) -> OpResult:
     store.require_file(name)
-    return OpResult(op="COUNT", output=str(len(_matches(store.backend.read(name), pattern))))
+    return OpResult(op="COUNT", output=str(len(_matches(store, name, pattern))))
 
 
 def _search(store: MemoryStore, pattern: str, scope: str = "*") -> OpResult:
     names = sorted(store.index) if scope == "*" else [scope]
     if scope != "*":
         store.require_file(scope)
-    hits = [f"{n}:{i}: {line}" for n in names for i, line in _matches(store.backend.read(n), pattern)]
+    hits = [f"{n}:{i}: {line}" for n in names for i, line in _matches(store, n, pattern)]
     return OpResult(op="SEARCH", output="\n".join(hits))
 
 

@@ -58,6 +58,7 @@ class MemoryStore:
         self.quotas = quotas
         self.on_record = on_record
         self.index: dict[str, FileStat] = {}
+        self._lower: dict[str, tuple[object, str, str]] = {}  # name -> (version, text, text.lower())
         for name in backend.names():
             self.index[name] = stat_of(backend.read(name))
 
@@ -122,6 +123,18 @@ class MemoryStore:
             if len(lines) > n or budget >= self.index[name].bytes:
                 return lines[-n:]
             budget *= 4
+
+    def text_and_lower(self, name: str) -> tuple[str, str]:
+        """A file's text and its lower-cased form, cached until the file changes (SEARCH and COUNT)."""
+        version = self.backend.version(name)
+        hit = self._lower.get(name)
+        if version is not None and hit is not None and hit[0] == version:
+            return hit[1], hit[2]
+        text = self.backend.read(name)
+        lower = text.lower()
+        if version is not None:
+            self._lower[name] = (version, text, lower)
+        return text, lower
 
     # -- execution ------------------------------------------------------------------------------------------
 
@@ -223,5 +236,6 @@ class MemoryStore:
 
     def remove(self, name: str) -> int:
         st = self.index.pop(name)
+        self._lower.pop(name, None)
         self.backend.delete(name)
         return -st.bytes
