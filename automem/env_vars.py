@@ -51,7 +51,9 @@ AWS_ENDPOINT_URL = EnvVar(
 )
 AWS_DEFAULT_REGION = EnvVar("AWS_DEFAULT_REGION", "us-east-1", "Region for S3 clients.")
 XDG_CACHE_HOME = EnvVar("XDG_CACHE_HOME", None, "Base of the per-user cache directory (XDG convention).")
-RAY_ADDRESS = EnvVar("RAY_ADDRESS", None, "Address of a running Ray cluster to connect to instead of starting one.")
+RAY_ADDRESS = EnvVar(
+    "RAY_ADDRESS", None, "Address of a running Ray cluster to connect to instead of starting one."
+)
 RAY_AUTH_MODE = EnvVar(
     "RAY_AUTH_MODE",
     "disabled",

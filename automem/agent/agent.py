@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -100,6 +100,10 @@ class Agent:
             "plan": turn_regex(self._plan_ops, files, max_ops=q.max_ops_per_turn, max_text_chars=text_chars),
         }
 
+    def system_prompt(self, env: TextEnv) -> str:
+        """The static prefix every prompt of an episode on ``env`` starts with."""
+        return static_prefix(self.scaffold, env.actions)
+
     async def _env(self, fn, *args, **kw):
         if self.env_in_thread:
             return await asyncio.to_thread(fn, *args, **kw)
@@ -114,8 +118,11 @@ class Agent:
         memory_root: str | Path,
         max_steps: int,
         on_event: EventSink | None = None,
+        after_step: Callable[[], Awaitable[None]] | None = None,
     ) -> EpisodeEnd:
         """Play one episode to its end or ``max_steps``; emits events and returns the summary.
+
+        ``after_step`` is awaited after every environment step (the trajectory writer flushes there).
 
         Raises:
             automem.llm.LLMError: the model endpoint failed beyond its retries (the caller records the attempt).
@@ -205,6 +212,8 @@ class Agent:
             last_action = names[index]
             last_note = "" if valid else f" (your answer {text.strip()[:40]!r} was not a valid action)"
             obs = next_obs
+            if after_step is not None:
+                await after_step()
             if terminated or truncated:
                 break
         end = EpisodeEnd(
@@ -286,6 +295,7 @@ class Agent:
                     latency_s=res.latency_s,
                     constraint=constraint.regex if constraint else None,
                     results=[r.to_json() for r in results],
+                    messages=[dict(m) for m in messages[1:]],
                 )
             )
             rendered = "\n".join(r.render() for r in results) or "(no operations)"
@@ -334,6 +344,7 @@ class Agent:
                 constraint=constraint.regex if constraint else None,
                 action=names[index] if index is not None else None,
                 action_valid=valid,
+                messages=[dict(m) for m in messages[1:]],
             )
         )
         return res.text, (index if index is not None else -1), valid

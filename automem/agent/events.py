@@ -26,6 +26,7 @@ class TurnEvent:
     latency_s: float
     constraint: str | None  # the regex sent, or None in free mode
     results: list[dict[str, Any]] = field(default_factory=list)  # memory-op results, as OpResult.to_json
+    messages: list[dict[str, str]] = field(default_factory=list)  # the prompt after the system message
     action: str | None = None  # the action committed (action phase)
     action_valid: bool | None = None
 

@@ -1,1 +1,24 @@
-"""trajectory."""
+"""The trajectory store: Arrow schemas, streaming Parquet writer with a commit protocol, readers."""
+
+from automem.trajectory.reader import committed_keys, dataset, load, read_manifest
+from automem.trajectory.runs import committed_episode_ids, repair, write_manifest
+from automem.trajectory.schemas import SCHEMA_VERSION, TABLES
+from automem.trajectory.storage import Storage, StorageError, s3_filesystem
+from automem.trajectory.writer import EpisodeWriter, check_id
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "TABLES",
+    "EpisodeWriter",
+    "Storage",
+    "StorageError",
+    "check_id",
+    "committed_episode_ids",
+    "committed_keys",
+    "dataset",
+    "load",
+    "read_manifest",
+    "repair",
+    "s3_filesystem",
+    "write_manifest",
+]

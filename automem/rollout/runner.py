@@ -1,0 +1,198 @@
+"""The episode runner: plays many episodes concurrently in one event loop and writes each to the store.
+
+This is the domain class; ``actors/runner.py`` only makes it a Ray actor. It never imports Ray, so it is
+tested directly with a scripted model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import socket
+import tempfile
+import time
+import traceback
+from dataclasses import dataclass
+from typing import Any
+
+from automem.agent.agent import Agent, ModelRoute
+from automem.llm.client import OpenAIChatClient
+from automem.llm.protocol import DEFAULT_SAMPLING, ChatModel, ChatResult, OutputConstraint, SamplingParams
+from automem.llm.tokens import ApproxTokenCounter, HFTokenCounter, TokenCounter
+from automem.rollout.jobs import EpisodeJob
+from automem.scaffold.io import content_id
+from automem.trajectory.storage import Storage
+from automem.trajectory.writer import EpisodeWriter
+
+
+@dataclass(frozen=True)
+class RunnerConfig:
+    """How a runner reaches the model and the store."""
+
+    endpoint: str
+    """Base URL of the OpenAI-compatible endpoint, e.g. ``http://127.0.0.1:8000/v1``."""
+    storage_root: str
+    """Where trajectories go: a folder or ``s3://bucket/prefix``."""
+    api_key: str | None = None
+    """Bearer token for the endpoint (None: ``AUTOMEM_API_KEY``)."""
+    max_llm_inflight: int = 64
+    """Most model requests this runner has open at once (backpressure on the endpoint)."""
+    context_window: int = 4096
+    """The served model's context length."""
+    tokenizer_dir: str | None = None
+    """A model folder with ``tokenizer.json`` for exact prompt budgets; an estimate when None."""
+    request_timeout_s: float = 120.0
+    """Per-request timeout."""
+    request_retries: int = 4
+    """Retries of a failed request (5xx, 429, connection errors) before the episode fails."""
+    flush_rows: int = 512
+    """Rows buffered per episode before a Parquet part is written."""
+    storage_retry_s: float = 300.0
+    """How long a storage write keeps retrying (e.g. while a bucket is unreachable)."""
+
+
+class LimitedChatModel:
+    """Caps the requests in flight through one client (backpressure on the endpoint)."""
+
+    def __init__(self, inner: ChatModel, limit: int) -> None:
+        self.inner = inner
+        self.sem = asyncio.Semaphore(limit)
+        self.inflight = 0
+
+    async def chat(
+        self,
+        messages: list[dict[str, str]],
+        *,
+        model: str,
+        sampling: SamplingParams = DEFAULT_SAMPLING,
+        constraint: OutputConstraint | None = None,
+    ) -> ChatResult:
+        async with self.sem:
+            self.inflight += 1
+            try:
+                return await self.inner.chat(messages, model=model, sampling=sampling, constraint=constraint)
+            finally:
+                self.inflight -= 1
+
+
+class EpisodeRunner:
+    """Runs episode jobs; each ``run`` call plays one episode and commits it (or records its failure).
+
+    Args:
+        config: endpoint, store and limits.
+        client: a chat model to use instead of an HTTP client (tests).
+    """
+
+    def __init__(self, config: RunnerConfig, client: ChatModel | None = None) -> None:
+        self.config = config
+        self.worker = f"{socket.gethostname()}:{os.getpid()}"
+        base = client or OpenAIChatClient(
+            config.endpoint,
+            api_key=config.api_key,
+            timeout_s=config.request_timeout_s,
+            max_retries=config.request_retries,
+        )
+        self.client = LimitedChatModel(base, config.max_llm_inflight)
+        self.storage = Storage(config.storage_root, retry_for_s=config.storage_retry_s)
+        self.counter: TokenCounter = (
+            HFTokenCounter.from_model_dir(config.tokenizer_dir)
+            if config.tokenizer_dir
+            else ApproxTokenCounter()
+        )
+        self.memory_base = tempfile.mkdtemp(prefix="automem-mem-")
+        self.stats_ = {"episodes_done": 0, "episodes_failed": 0, "steps": 0, "tokens": 0, "running": 0}
+
+    def stats(self) -> dict[str, Any]:
+        """Counters for progress reporting."""
+        return {**self.stats_, "llm_inflight": self.client.inflight}
+
+    async def run(self, job: EpisodeJob) -> dict[str, Any]:
+        """Play and commit one episode; returns its summary.
+
+        Raises:
+            Exception: whatever ended the attempt (after it was recorded in ``attempts``); the scheduler decides
+                whether to retry.
+        """
+        from automem.envs import make_env  # the registry imports game packages lazily
+
+        meta = {
+            "env_id": job.env_id,
+            "seed": job.seed,
+            "scaffold_id": job.scaffold.id,
+            "scaffold_content_id": content_id(job.scaffold),
+            "memory_model": job.memory_model,
+            "action_model": job.action_model,
+            "worker": self.worker,
+        }
+        writer = EpisodeWriter(
+            self.storage, job.run_id, job.episode_id, job.attempt, meta, flush_rows=self.config.flush_rows
+        )
+        memory_root = os.path.join(self.memory_base, f"{job.run_id}-{job.episode_id}-a{job.attempt}")
+        self.stats_["running"] += 1
+        env = None
+        try:
+            env = await asyncio.to_thread(make_env, job.env_id, **job.env_kwargs)
+            agent = Agent(
+                job.scaffold,
+                memory=ModelRoute(self.client, job.memory_model),
+                action=ModelRoute(self.client, job.action_model),
+                counter=self.counter,
+                context_window=self.config.context_window,
+                env_in_thread=True,
+            )
+
+            def on_event(event: Any) -> None:
+                writer.on_event(event)
+                if getattr(event, "completion_tokens", None) is not None and hasattr(event, "phase"):
+                    self.stats_["tokens"] += event.prompt_tokens + event.completion_tokens
+
+            async def after_step() -> None:
+                self.stats_["steps"] += 1
+                if writer.should_flush():
+                    await asyncio.to_thread(writer.write, writer.take())
+
+            t0 = time.perf_counter()
+            end = await agent.run_episode(
+                env,
+                seed=job.seed,
+                episode_id=job.episode_id,
+                memory_root=memory_root,
+                max_steps=job.max_steps,
+                on_event=on_event,
+                after_step=after_step,
+            )
+            await asyncio.to_thread(writer.commit, end, agent.system_prompt(env))
+            self.stats_["episodes_done"] += 1
+            return {
+                "episode_id": job.episode_id,
+                "attempt": job.attempt,
+                "steps": end.steps,
+                "progression": end.progression,
+                "return": end.episode_return,
+                "tokens": end.prompt_tokens + end.completion_tokens,
+                "llm_seconds": end.llm_seconds,
+                "wall_seconds": time.perf_counter() - t0,
+                "bytes_written": writer.bytes_written,
+            }
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self.stats_["episodes_failed"] += 1
+            reason = f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=4)}"
+            try:
+                await asyncio.to_thread(writer.fail, reason, self.worker)
+            except Exception:  # the store itself is failing; the scheduler still sees the original error
+                pass
+            raise
+        finally:
+            self.stats_["running"] -= 1
+            if env is not None:
+                env.close()
+            shutil.rmtree(memory_root, ignore_errors=True)
+
+    async def close(self) -> None:
+        inner = self.client.inner
+        if isinstance(inner, OpenAIChatClient):
+            await inner.aclose()
+        shutil.rmtree(self.memory_base, ignore_errors=True)

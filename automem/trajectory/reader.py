@@ -1,0 +1,78 @@
+"""Reading the committed store: pyarrow datasets, and ``load`` which keeps committed episodes only."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+
+from automem.trajectory.schemas import TABLES
+from automem.trajectory.storage import Storage
+
+
+def _storage(root: str | Storage) -> Storage:
+    return root if isinstance(root, Storage) else Storage(root)
+
+
+def dataset(root: str | Storage, table: str) -> ds.Dataset:
+    """A pyarrow dataset over one committed table (empty, with the right schema, if nothing is there yet)."""
+    if table not in TABLES:
+        raise KeyError(f"no table {table!r}; tables: {', '.join(TABLES)}")
+    st = _storage(root)
+    files = [f for f in st.list_files(st.path("tables", table)) if f.endswith(".parquet")]
+    return ds.dataset(files, schema=TABLES[table], format="parquet", filesystem=st.fs)
+
+
+def committed_keys(root: str | Storage, run_id: str | None = None) -> pa.Table:
+    """``(run_id, episode_id, attempt)`` of every committed episode (optionally of one run)."""
+    filt = pc.field("run_id") == run_id if run_id else None
+    return dataset(root, "episodes").to_table(columns=["run_id", "episode_id", "attempt"], filter=filt)
+
+
+def _composite(table: pa.Table) -> pa.Array:
+    attempt = pc.cast(table.column("attempt"), pa.string())
+    joined = pc.binary_join_element_wise(table.column("run_id"), table.column("episode_id"), attempt, "\x1f")
+    return joined.combine_chunks() if isinstance(joined, pa.ChunkedArray) else joined
+
+
+def load(
+    root: str | Storage,
+    tables: tuple[str, ...] = ("episodes", "steps", "turns", "memory_ops", "memory_files"),
+    *,
+    run_id: str | None = None,
+    columns: dict[str, list[str]] | None = None,
+) -> dict[str, pa.Table]:
+    """The committed tables as Arrow tables: rows of episodes without a committed record are left out.
+
+    Args:
+        root: local folder or ``s3://bucket/prefix``.
+        tables: which tables to read.
+        run_id: only this run.
+        columns: per table, the columns to read (the key columns are always included).
+    """
+    st = _storage(root)
+    keys = committed_keys(st, run_id)
+    out: dict[str, pa.Table] = {}
+    for name in tables:
+        cols = None
+        if columns and name in columns:
+            cols = list(dict.fromkeys(["run_id", "episode_id", "attempt", *columns[name]]))
+        filt = pc.field("run_id") == run_id if run_id else None
+        table = dataset(st, name).to_table(columns=cols, filter=filt)
+        if name not in ("episodes", "attempts"):
+            # Arrow's join cannot carry list columns (memory_ops.args), so filter on a composite key instead.
+            table = table.filter(pc.is_in(_composite(table), value_set=_composite(keys)))
+        out[name] = table
+    return out
+
+
+def read_manifest(root: str | Storage, run_id: str) -> dict[str, Any] | None:
+    """The run's manifest, or None if the run has none."""
+    st = _storage(root)
+    path = st.path("runs", run_id, "manifest.json")
+    if not st.exists(path):
+        return None
+    return json.loads(st.read_bytes(path))

@@ -1,0 +1,158 @@
+"""A storage root: a local folder or ``s3://bucket/prefix``, through ``pyarrow.fs``, with retries.
+
+pyarrow's ``S3FileSystem`` ignores ``AWS_ENDPOINT_URL``, so the endpoint of an S3-compatible server is passed to it
+explicitly here. Every call is retried with backoff for up to ``retry_for_s`` seconds, so a bucket that is
+unreachable for a while delays writes instead of losing them.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable
+from typing import TypeVar
+from urllib.parse import urlparse
+
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from automem import env_vars
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class StorageError(RuntimeError):
+    """The storage root could not be used (after retries, where they apply)."""
+
+
+def s3_filesystem(endpoint: str | None = None, **kw) -> pafs.S3FileSystem:
+    """An S3 filesystem for ``AWS_ENDPOINT_URL`` (or ``endpoint``), e.g. moto's server on loopback."""
+    endpoint = endpoint or env_vars.AWS_ENDPOINT_URL.get()
+    opts: dict = {"region": env_vars.AWS_DEFAULT_REGION.get(), **kw}
+    if endpoint:
+        parsed = urlparse(endpoint)
+        opts["endpoint_override"] = parsed.netloc or parsed.path
+        opts["scheme"] = parsed.scheme or "http"
+    return pafs.S3FileSystem(**opts)
+
+
+class Storage:
+    """Files under one root, local or on S3.
+
+    Args:
+        root: a local path, ``file://...`` or ``s3://bucket/prefix``.
+        retry_for_s: how long to keep retrying a failing call before giving up.
+    """
+
+    def __init__(self, root: str, *, retry_for_s: float = 300.0, fs: pafs.FileSystem | None = None) -> None:
+        self.uri = root
+        self.retry_for_s = retry_for_s
+        if root.startswith("s3://"):
+            self.fs = fs or s3_filesystem(connect_timeout=5, request_timeout=20)
+            self.base = root[len("s3://") :].rstrip("/")
+            self.is_s3 = True
+        else:
+            path = root[len("file://") :] if root.startswith("file://") else root
+            self.fs = fs or pafs.LocalFileSystem()
+            import os
+
+            self.base = os.path.abspath(path)
+            self.is_s3 = False
+
+    def path(self, *parts: str) -> str:
+        return "/".join([self.base, *parts])
+
+    def retry(self, what: str, fn: Callable[[], T]) -> T:
+        """Call ``fn``, retrying errors with exponential backoff for up to ``retry_for_s`` seconds."""
+        deadline = time.monotonic() + self.retry_for_s
+        delay = 0.2
+        while True:
+            try:
+                return fn()
+            except FileNotFoundError:
+                raise
+            except (OSError, pa.ArrowException) as exc:
+                if time.monotonic() + delay > deadline:
+                    raise StorageError(
+                        f"{what} on {self.uri} failed for {self.retry_for_s:.0f} s: {exc}"
+                    ) from exc
+                log.warning("%s failed (%s); retrying in %.1f s", what, exc, delay)
+                time.sleep(delay * (0.5 + random.random()))
+                delay = min(delay * 2, 5.0)
+
+    def ensure_dir(self, path: str) -> None:
+        if not self.is_s3:
+            self.retry("mkdir", lambda: self.fs.create_dir(path, recursive=True))
+
+    def write_bytes(self, path: str, data: bytes) -> None:
+        def go() -> None:
+            parent = path.rsplit("/", 1)[0]
+            self.ensure_dir(parent)
+            with self.fs.open_output_stream(path) as f:
+                f.write(data)
+
+        self.retry(f"write {path}", go)
+
+    def read_bytes(self, path: str) -> bytes:
+        def go() -> bytes:
+            with self.fs.open_input_stream(path) as f:
+                return f.read()
+
+        return self.retry(f"read {path}", go)
+
+    def write_table(self, path: str, table: pa.Table) -> None:
+        sink = pa.BufferOutputStream()
+        pq.write_table(table, sink, compression="zstd")
+        self.write_bytes(path, sink.getvalue().to_pybytes())
+
+    def exists(self, path: str) -> bool:
+        info = self.retry("stat", lambda: self.fs.get_file_info(path))
+        return info.type != pafs.FileType.NotFound
+
+    def list_files(self, path: str) -> list[str]:
+        """Every file below ``path`` (recursively); empty if it does not exist."""
+
+        def go() -> list[str]:
+            sel = pafs.FileSelector(path, recursive=True, allow_not_found=True)
+            return sorted(i.path for i in self.fs.get_file_info(sel) if i.type == pafs.FileType.File)
+
+        return self.retry(f"list {path}", go)
+
+    def move(self, src: str, dst: str) -> None:
+        def go() -> None:
+            self.ensure_dir(dst.rsplit("/", 1)[0])
+            self.fs.move(src, dst)  # a rename locally; copy + delete on S3
+
+        self.retry(f"move {src}", go)
+
+    def delete_file(self, path: str) -> None:
+        def go() -> None:
+            try:
+                self.fs.delete_file(path)
+            except FileNotFoundError:
+                pass
+
+        self.retry(f"delete {path}", go)
+
+    def delete_dir(self, path: str) -> None:
+        def go() -> None:
+            if self.fs.get_file_info(path).type != pafs.FileType.NotFound:
+                self.fs.delete_dir(path)
+
+        self.retry(f"delete {path}", go)
+
+    def check(self) -> None:
+        """Fail fast, with a clear error, if the root cannot be written (e.g. no such bucket)."""
+        probe = self.path("_staging", ".probe")
+        old = self.retry_for_s
+        self.retry_for_s = min(self.retry_for_s, 10.0)
+        try:
+            self.write_bytes(probe, b"ok")
+            self.delete_file(probe)
+        except StorageError as exc:
+            raise StorageError(f"cannot write to {self.uri}: {exc.__cause__ or exc}") from None
+        finally:
+            self.retry_for_s = old
