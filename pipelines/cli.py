@@ -19,6 +19,12 @@ COMMANDS: list[tuple[str, str, str]] = [
     ("model", "pipelines.model_cmd", "prepare the embedded model"),
     ("serve", "pipelines.serve", "start, inspect or stop the model endpoint"),
     ("chat", "pipelines.chat", "send one chat message to the running endpoint"),
+    ("rollout", "pipelines.rollout", "run many episodes in parallel and store their trajectories"),
+    ("submit", "pipelines.submit", "submit an automem command to a Ray cluster as a Ray job"),
+    ("demo", "pipelines.demo", "the embedded end-to-end demo behind `make demo`"),
+    ("query", "pipelines.query", "run SQL over a trajectory store"),
+    ("diagnose", "pipelines.diagnose", "memory-quality diagnostics of a trajectory store"),
+    ("report", "pipelines.report", "an HTML report with episode replay"),
 ]
 
 

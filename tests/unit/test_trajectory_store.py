@@ -19,8 +19,10 @@ from automem.trajectory import (
     Storage,
     committed_episode_ids,
     dataset,
-    load as load_store,
     repair,
+)
+from automem.trajectory import (
+    load as load_store,
 )
 
 META = {

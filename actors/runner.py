@@ -1,0 +1,29 @@
+"""The episode runner as a Ray actor: ``automem.rollout.EpisodeRunner`` made remote, nothing more.
+
+An async actor: one event loop plays many episodes at once (the model call is the wait), and the CPU-bound game
+steps run in worker threads, so they do not block it.
+"""
+
+from __future__ import annotations
+
+import ray
+
+from automem.rollout.runner import EpisodeRunner
+
+EpisodeRunnerActor = ray.remote(EpisodeRunner)
+
+
+def runner_actor(
+    *, concurrency: int, num_cpus: float = 0.5, name: str | None = None, env_vars: dict | None = None
+):
+    """Options for one runner actor: ``concurrency`` episodes at once (plus room for stats calls).
+
+    Ray's defaults are kept on purpose (``max_restarts=0``, ``max_task_retries=0``): a dead runner is replaced by
+    the scheduler, which re-runs its episodes as new attempts, so no task is silently run twice.
+    """
+    opts: dict = {"max_concurrency": concurrency + 8, "num_cpus": num_cpus}
+    if name:
+        opts["name"] = name
+    if env_vars:
+        opts["runtime_env"] = {"env_vars": env_vars}
+    return EpisodeRunnerActor.options(**opts)

@@ -1,0 +1,200 @@
+"""Fans episode jobs out to runner actors, with backpressure, retries, dead-runner replacement and progress.
+
+The driver keeps at most ``concurrency`` episodes in flight, spread evenly over ``num_runners`` actors. A failed
+episode (the runner recorded why in ``attempts``) is retried as a new attempt up to ``max_attempts``. A dead
+actor (killed, out of memory, node lost) is replaced; its in-flight episodes are recorded as failed attempts and
+re-run. Nothing is committed twice: commits are per attempt and a retried episode overwrites, never duplicates.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import ray
+from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError, RayTaskError
+
+from actors.runner import runner_actor
+from automem.rollout.jobs import EpisodeJob
+from automem.rollout.runner import RunnerConfig
+from automem.trajectory.storage import Storage
+from automem.trajectory.writer import EpisodeWriter
+
+
+@dataclass
+class RolloutResult:
+    """What happened to every job of a run."""
+
+    done: list[dict[str, Any]] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)  # episode id -> last error
+    attempts: int = 0
+    runner_restarts: int = 0
+    interrupted: bool = False
+    wall_seconds: float = 0.0
+
+
+@dataclass
+class _Runner:
+    handle: Any
+    index: int
+    inflight: dict[Any, EpisodeJob] = field(default_factory=dict)  # ref -> job
+
+
+class RolloutScheduler:
+    """Runs jobs on ``num_runners`` actors, at most ``concurrency`` episodes at once.
+
+    Args:
+        jobs: episodes to play (first attempts, or the attempts a resume starts from).
+        config: passed to every runner.
+        num_runners: actors to start.
+        concurrency: episodes in flight in total.
+        max_attempts: attempts per episode before it is given up.
+        on_progress: called about once a second with a stats dict (the CLI draws its progress bar from it).
+        runner_env: environment variables for the actors (e.g. the S3 endpoint).
+    """
+
+    def __init__(
+        self,
+        jobs: list[EpisodeJob],
+        config: RunnerConfig,
+        *,
+        num_runners: int,
+        concurrency: int,
+        max_attempts: int = 3,
+        on_progress: Callable[[dict[str, Any]], None] | None = None,
+        runner_env: dict[str, str] | None = None,
+        runner_cpus: float = 0.5,
+    ) -> None:
+        if not jobs:
+            raise ValueError("no episodes to run")
+        self.queue: deque[EpisodeJob] = deque(jobs)
+        self.total = len(jobs)
+        self.config = config
+        self.num_runners = max(1, min(num_runners, concurrency))
+        self.per_runner = max(1, -(-concurrency // self.num_runners))
+        self.concurrency = concurrency
+        self.max_attempts = max_attempts
+        self.on_progress = on_progress
+        self.runner_env = runner_env
+        self.runner_cpus = runner_cpus
+        self.result = RolloutResult()
+        self.runners: list[_Runner] = []
+        self._stats: dict[int, dict[str, Any]] = {}
+
+    def _start_runner(self, index: int) -> _Runner:
+        handle = runner_actor(
+            concurrency=self.per_runner, num_cpus=self.runner_cpus, env_vars=self.runner_env
+        ).remote(self.config)
+        return _Runner(handle, index)
+
+    def _fill(self) -> None:
+        inflight = sum(len(r.inflight) for r in self.runners)
+        for runner in sorted(self.runners, key=lambda r: len(r.inflight)):
+            while self.queue and inflight < self.concurrency and len(runner.inflight) < self.per_runner:
+                job = self.queue.popleft()
+                runner.inflight[runner.handle.run.remote(job)] = job
+                self.result.attempts += 1
+                inflight += 1
+
+    def _retry_or_give_up(self, job: EpisodeJob, error: str) -> None:
+        if job.attempt < self.max_attempts:
+            self.queue.append(job.retry())
+        else:
+            self.result.failed[job.episode_id] = error
+
+    def _replace(self, runner: _Runner, error: str) -> None:
+        """A runner died: record its in-flight attempts as failed, re-queue them, start a new actor."""
+        storage = Storage(self.config.storage_root, retry_for_s=self.config.storage_retry_s)
+        for job in runner.inflight.values():
+            try:
+                EpisodeWriter(storage, job.run_id, job.episode_id, job.attempt, {}).fail(
+                    f"runner died: {error}"
+                )
+            except Exception:  # storage trouble must not stop the run; the attempt simply has no record
+                pass
+            self._retry_or_give_up(job, f"runner died: {error}")
+        try:
+            ray.kill(runner.handle)
+        except Exception:
+            pass
+        self._stats.pop(runner.index, None)
+        self.runners[self.runners.index(runner)] = self._start_runner(runner.index)
+        self.result.runner_restarts += 1
+
+    def _poll_stats(self) -> None:
+        refs = {r.index: r.handle.stats.remote() for r in self.runners}
+        ready, _ = ray.wait(list(refs.values()), num_returns=len(refs), timeout=0.5)
+        ready_set = set(ready)
+        for idx, ref in refs.items():
+            if ref in ready_set:
+                try:
+                    self._stats[idx] = ray.get(ref)
+                except Exception:
+                    pass
+
+    def progress(self) -> dict[str, Any]:
+        done = self.result.done
+        live_steps = sum(s.get("steps", 0) for s in self._stats.values())
+        live_tokens = sum(s.get("tokens", 0) for s in self._stats.values())
+        elapsed = max(1e-9, time.perf_counter() - self._t0)
+        prog = [d["progression"] for d in done]
+        return {
+            "total": self.total,
+            "done": len(done),
+            "failed": len(self.result.failed),
+            "running": sum(len(r.inflight) for r in self.runners),
+            "queued": len(self.queue),
+            "attempts": self.result.attempts,
+            "runner_restarts": self.result.runner_restarts,
+            "steps": live_steps,
+            "tokens": live_tokens,
+            "steps_per_s": live_steps / elapsed,
+            "tokens_per_s": live_tokens / elapsed,
+            "mean_progression": sum(prog) / len(prog) if prog else 0.0,
+            "elapsed_s": elapsed,
+        }
+
+    def run(self) -> RolloutResult:
+        """Run every job to an outcome; Ctrl-C stops cleanly (committed episodes stay, the rest can resume)."""
+        self._t0 = time.perf_counter()
+        self.runners = [self._start_runner(i) for i in range(self.num_runners)]
+        last_progress = 0.0
+        try:
+            while self.queue or any(r.inflight for r in self.runners):
+                self._fill()
+                refs = [ref for r in self.runners for ref in r.inflight]
+                ready, _ = ray.wait(refs, num_returns=1, timeout=0.5) if refs else ([], [])
+                for ref in ready:
+                    runner = next((r for r in self.runners if ref in r.inflight), None)
+                    if runner is None:  # its actor died and was replaced while we handled another ref
+                        continue
+                    job = runner.inflight.pop(ref)
+                    try:
+                        self.result.done.append(ray.get(ref))
+                    except (ActorDiedError, ActorUnavailableError, RayActorError) as exc:
+                        runner.inflight[ref] = job  # _replace handles every in-flight job of the dead actor
+                        self._replace(runner, type(exc).__name__)
+                    except RayTaskError as exc:
+                        cause = exc.cause if exc.cause is not None else exc
+                        self._retry_or_give_up(job, f"{type(cause).__name__}: {cause}"[:500])
+                now = time.perf_counter()
+                if self.on_progress and now - last_progress > 1.0:
+                    self._poll_stats()
+                    self.on_progress(self.progress())
+                    last_progress = now
+        except KeyboardInterrupt:
+            self.result.interrupted = True
+        finally:
+            self.result.wall_seconds = time.perf_counter() - self._t0
+            if self.on_progress:
+                self._poll_stats()
+                self.on_progress(self.progress())
+            for r in self.runners:
+                try:
+                    ray.kill(r.handle)
+                except Exception:
+                    pass
+        return self.result

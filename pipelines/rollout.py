@@ -1,0 +1,335 @@
+"""Rollout: play many episodes in parallel on Ray actors against a model endpoint; store them as Parquet.
+
+    automem rollout --env crafter-v0 --episodes 8 --max-steps 30 --out runs/demo
+    automem rollout --env nethack-v0 --episodes 1000 --concurrency 1000 --endpoint http://serve:8000/v1 \\
+        --model qwen2.5-7b --memory-model qwen2.5-7b:mem-v1 --out s3://bucket/trajectories --run-id nh-0001
+    automem rollout --run-id nh-0001 --out s3://bucket/trajectories --resume ...   # after a crash or Ctrl-C
+    ray job submit --working-dir . -- automem rollout --env crafter-v0 --episodes 64 --out s3://bucket/t
+
+Everything is validated (scaffold, env id, seeds, output root) before any episode starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import sys
+from typing import Any
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "rollout",
+        help="run many episodes in parallel and store their trajectories",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_arguments(p)
+    p.set_defaults(func=run)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--env", default="crafter-v0", help="environment id (`automem env list`); default crafter-v0"
+    )
+    p.add_argument("--episodes", type=int, default=8, help="number of episodes (default 8)")
+    p.add_argument("--concurrency", type=int, default=8, help="episodes in flight at once (default 8)")
+    p.add_argument(
+        "--runners", type=int, default=None, help="runner actors (default: concurrency/64, at least 1)"
+    )
+    p.add_argument("--scaffold", default=None, help="scaffold name or YAML file (default: <env family>-v0)")
+    p.add_argument(
+        "--model", default="smollm2-135m", help="model that commits actions (default smollm2-135m)"
+    )
+    p.add_argument(
+        "--memory-model", default=None, help="model for memory turns, e.g. BASE:ADAPTER (default: --model)"
+    )
+    p.add_argument(
+        "--endpoint",
+        default="embedded",
+        help="OpenAI-compatible base URL, or 'embedded' to use (or start) the embedded endpoint (default)",
+    )
+    p.add_argument("--max-steps", type=int, default=30, help="step cap per episode (default 30)")
+    p.add_argument("--seeds", default="0-999", help="seed list: '1,5,9', '0-99' or a mix (default 0-999)")
+    p.add_argument("--run-id", default=None, help="run id (default: <env>-<UTC time>); needed for --resume")
+    p.add_argument(
+        "--out", default="runs", help="storage root: a folder or s3://bucket/prefix (default ./runs)"
+    )
+    p.add_argument("--resume", action="store_true", help="continue run --run-id, skipping committed episodes")
+    p.add_argument(
+        "--max-attempts", type=int, default=3, help="attempts per episode before giving up (default 3)"
+    )
+    p.add_argument(
+        "--max-llm-inflight", type=int, default=256, help="model requests in flight per runner (default 256)"
+    )
+    p.add_argument(
+        "--address",
+        default=None,
+        help="Ray cluster address (default: RAY_ADDRESS, a running local one, or new)",
+    )
+    p.add_argument("--context-window", type=int, default=4096, help="the served model's context length")
+    p.add_argument(
+        "--no-progress", action="store_true", help="no progress bar (logs one line per ~10 s instead)"
+    )
+
+
+def _fail(msg: str) -> int:
+    print(f"automem rollout: {msg}", file=sys.stderr)
+    return 2
+
+
+def run(args: argparse.Namespace) -> int:
+    """Validate, connect, run, summarise."""
+    from automem import env_vars
+    from automem.rollout import RunnerConfig, make_jobs, parse_seeds
+    from automem.scaffold import ScaffoldError, content_id, load
+    from automem.trajectory import (
+        Storage,
+        StorageError,
+        check_id,
+        committed_episode_ids,
+        read_manifest,
+        repair,
+    )
+    from automem.trajectory.runs import write_manifest
+    from pipelines._common import env_family, known_env_ids, resolve_endpoint
+
+    # -- validate everything before anything starts ------------------------------------------------------------
+    if args.env not in known_env_ids():
+        return _fail(f"unknown env id {args.env!r}; known: {', '.join(known_env_ids())}")
+    try:
+        scaffold = load(args.scaffold or f"{env_family(args.env)}-v0")
+        seeds = parse_seeds(args.seeds)
+    except (ScaffoldError, ValueError) as exc:
+        return _fail(str(exc))
+    for name, value in (
+        ("--episodes", args.episodes),
+        ("--concurrency", args.concurrency),
+        ("--max-steps", args.max_steps),
+        ("--max-attempts", args.max_attempts),
+    ):
+        if value < 1:
+            return _fail(f"{name} must be at least 1")
+    if args.resume and not args.run_id:
+        return _fail("--resume needs --run-id (the run to continue)")
+    run_id = args.run_id or f"{args.env}-{dt.datetime.now(dt.UTC):%Y%m%d-%H%M%S}"
+    try:
+        check_id("run id", run_id)
+        storage = Storage(args.out)
+        storage.check()
+    except (ValueError, StorageError) as exc:
+        return _fail(str(exc))
+    manifest = read_manifest(storage, run_id)
+    if manifest and not args.resume:
+        return _fail(
+            f"run {run_id!r} already exists in {args.out}; pass --resume to continue it or pick a new --run-id"
+        )
+    if args.resume and not manifest:
+        return _fail(f"nothing to resume: no run {run_id!r} in {args.out}")
+    memory_model = args.memory_model or args.model
+    jobs = make_jobs(
+        run_id=run_id,
+        env_id=args.env,
+        episodes=args.episodes,
+        seeds=seeds,
+        scaffold=scaffold,
+        memory_model=memory_model,
+        action_model=args.model,
+        max_steps=args.max_steps,
+    )
+    skipped = 0
+    if args.resume:
+        removed = repair(storage, run_id)
+        done = committed_episode_ids(storage, run_id)
+        next_attempt = _next_attempts(storage, run_id)
+        kept = []
+        for job in jobs:
+            if job.episode_id in done:
+                continue
+            kept.append(
+                job
+                if next_attempt.get(job.episode_id, 1) == 1
+                else _with_attempt(job, next_attempt[job.episode_id])
+            )
+        skipped, jobs = len(jobs) - len(kept), kept
+        print(
+            f"resuming {run_id}: {skipped} episodes already committed, {len(jobs)} to run "
+            f"(removed {removed['orphan_files']} orphaned files)",
+            file=sys.stderr,
+        )
+        if not jobs:
+            print(f"run {run_id} is complete; nothing to do", file=sys.stderr)
+            return 0
+
+    # -- connect: endpoint, Ray --------------------------------------------------------------------------------
+    try:
+        endpoint, tokenizer_dir = resolve_endpoint(args.endpoint)
+    except RuntimeError as exc:
+        return _fail(str(exc))
+    from actors.cluster import init_ray
+    from actors.scheduler import RolloutScheduler
+
+    actor_env = {
+        k: v
+        for k, v in {
+            "AWS_ENDPOINT_URL": env_vars.AWS_ENDPOINT_URL.get(),
+            "AUTOMEM_API_KEY": env_vars.AUTOMEM_API_KEY.get(),
+        }.items()
+        if v
+    }
+    actor_env.update(_aws_credentials())
+    how = init_ray(args.address)
+    print(f"ray: {how}; endpoint {endpoint}; writing to {args.out} (run {run_id})", file=sys.stderr)
+    if not args.resume:
+        write_manifest(
+            storage,
+            run_id,
+            {
+                "config": {k: v for k, v in vars(args).items() if k != "func"},
+                "env_id": args.env,
+                "scaffold_id": scaffold.id,
+                "scaffold_content_id": content_id(scaffold),
+                "models": {"action": args.model, "memory": memory_model},
+                "endpoint": endpoint,
+                "seeds": sorted({j.seed for j in jobs}),
+                "episodes": args.episodes,
+            },
+        )
+    config = RunnerConfig(
+        endpoint=endpoint,
+        storage_root=args.out,
+        max_llm_inflight=args.max_llm_inflight,
+        context_window=args.context_window,
+        tokenizer_dir=tokenizer_dir,
+    )
+    runners = args.runners or max(1, min(args.concurrency // 64 + 1, 16))
+    reporter = _Reporter(len(jobs), quiet=args.no_progress)
+    scheduler = RolloutScheduler(
+        jobs,
+        config,
+        num_runners=runners,
+        concurrency=args.concurrency,
+        max_attempts=args.max_attempts,
+        on_progress=reporter.update,
+        runner_env=actor_env or None,
+    )
+    with reporter:
+        result = scheduler.run()
+    _summary(result, run_id, args.out, skipped, scheduler.progress())
+    if result.interrupted:
+        print(
+            f"\ninterrupted: committed episodes are kept. Continue with:\n  automem rollout --resume "
+            f"--run-id {run_id} --out {args.out} --env {args.env} --episodes {args.episodes} ...",
+            file=sys.stderr,
+        )
+        return 130
+    return 0 if not result.failed else 1
+
+
+def _with_attempt(job, attempt: int):
+    from dataclasses import replace
+
+    return replace(job, attempt=attempt)
+
+
+def _next_attempts(storage, run_id: str) -> dict[str, int]:
+    """Per episode, one more than the highest attempt recorded, so a resume never reuses an attempt's names."""
+    import pyarrow.compute as pc
+
+    from automem.trajectory import dataset
+
+    table = dataset(storage, "attempts").to_table(
+        columns=["episode_id", "attempt"], filter=pc.field("run_id") == run_id
+    )
+    out: dict[str, int] = {}
+    for eid, att in zip(
+        table.column("episode_id").to_pylist(), table.column("attempt").to_pylist(), strict=True
+    ):
+        out[eid] = max(out.get(eid, 1), att + 1)
+    return out
+
+
+def _aws_credentials() -> dict[str, str]:
+    """Credentials the runners need for s3:// roots, copied from the driver's environment if set."""
+    import boto3
+
+    creds = boto3.Session().get_credentials()
+    if creds is None:
+        return {}
+    frozen = creds.get_frozen_credentials()
+    out = {"AWS_ACCESS_KEY_ID": frozen.access_key, "AWS_SECRET_ACCESS_KEY": frozen.secret_key}
+    if frozen.token:
+        out["AWS_SESSION_TOKEN"] = frozen.token
+    return out
+
+
+class _Reporter:
+    """A rich progress bar in a terminal; a log line every ~10 s otherwise."""
+
+    def __init__(self, total: int, quiet: bool) -> None:
+        self.total = total
+        self.tty = sys.stderr.isatty() and not quiet
+        self.last_line = 0.0
+        self.progress: Any = None
+
+    def __enter__(self):
+        if self.tty:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self.progress = Progress(
+                TextColumn("[bold]episodes"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[info]}"),
+                TimeElapsedColumn(),
+                transient=False,
+            )
+            self.progress.__enter__()
+            self.task = self.progress.add_task("rollout", total=self.total, info="starting")
+        return self
+
+    def update(self, s: dict[str, Any]) -> None:
+        info = (
+            f"failed {s['failed']} · running {s['running']} · {s['steps_per_s']:.1f} steps/s · "
+            f"{s['tokens_per_s']:.0f} tok/s · progression {s['mean_progression']:.3f}"
+        )
+        if self.progress is not None:
+            self.progress.update(self.task, completed=s["done"] + s["failed"], info=info)
+            return
+        import time
+
+        if time.monotonic() - self.last_line > 10 or s["done"] + s["failed"] == self.total:
+            self.last_line = time.monotonic()
+            print(f"episodes {s['done'] + s['failed']}/{self.total} · {info}", file=sys.stderr)
+
+    def __exit__(self, *exc):
+        if self.progress is not None:
+            self.progress.__exit__(*exc)
+
+
+def _summary(result, run_id: str, out: str, skipped: int, prog: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    done = result.done
+    steps = sum(d["steps"] for d in done)
+    tokens = sum(d["tokens"] for d in done)
+    mean = sum(d["progression"] for d in done) / len(done) if done else 0.0
+    wall = max(result.wall_seconds, 1e-9)
+    table = Table(title=f"rollout {run_id}", show_header=False)
+    for k, v in [
+        ("episodes committed", f"{len(done)}" + (f" (+{skipped} before resume)" if skipped else "")),
+        ("episodes failed", str(len(result.failed))),
+        ("attempts / runner restarts", f"{result.attempts} / {result.runner_restarts}"),
+        ("steps", str(steps)),
+        ("mean progression", f"{mean:.3f}"),
+        ("steps/s", f"{steps / wall:.2f}"),
+        ("tokens/s", f"{tokens / wall:.0f}"),
+        ("wall time", f"{wall:.1f} s"),
+        ("data", f"{out}/tables/<table>/{run_id}/"),
+    ]:
+        table.add_row(k, v)
+    Console(stderr=False).print(table)
+    for eid, err in list(result.failed.items())[:5]:
+        print(f"failed {eid}: {err}", file=sys.stderr)
+    print(f'query it: automem query {out} "SELECT env_id, avg(progression) FROM episodes GROUP BY 1"')
