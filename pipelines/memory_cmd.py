@@ -1,9 +1,9 @@
 """``automem memory run ROOT TEXT``: run memory operations against a directory and print JSON results.
 
-    automem memory run /tmp/mem 'APPEND notes.md saw a tree to the north
-    SEARCH tree *
-    DONE'
-    echo '[{"op": "READ", "args": ["notes.md"]}]' | automem memory run /tmp/mem - --json
+automem memory run /tmp/mem 'APPEND notes.md saw a tree to the north
+SEARCH tree *
+DONE'
+echo '[{"op": "READ", "args": ["notes.md"]}]' | automem memory run /tmp/mem - --json
 """
 
 from __future__ import annotations
@@ -44,7 +44,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     run.add_argument(
         "--json", action="store_true", help='TEXT is a JSON array of {"op": NAME, "args": [strings]}'
     )
-    run.add_argument("--scaffold", metavar="FILE|NAME", help="take enabled operations and quotas from a scaffold")
+    run.add_argument(
+        "--scaffold", metavar="FILE|NAME", help="take enabled operations and quotas from a scaffold"
+    )
     run.add_argument("--indent", type=int, default=None, help="pretty-print the JSON with this indent")
     run.set_defaults(func=_run)
 
@@ -66,7 +68,9 @@ def _run(args: argparse.Namespace) -> int:
         try:
             parsed = parse_json(text)
         except ValueError as exc:
-            print(f"automem memory run: --json input is not a JSON array of operations: {exc}", file=sys.stderr)
+            print(
+                f"automem memory run: --json input is not a JSON array of operations: {exc}", file=sys.stderr
+            )
             return 2
     else:
         parsed = parse(text, enabled)

@@ -1,8 +1,8 @@
 """``automem scaffold show|validate|diff``: look at, check and compare scaffolds.
 
-    automem scaffold show crafter-v0
-    automem scaffold validate my-scaffold.yaml
-    automem scaffold diff crafter-v0 my-scaffold.yaml
+automem scaffold show crafter-v0
+automem scaffold validate my-scaffold.yaml
+automem scaffold diff crafter-v0 my-scaffold.yaml
 """
 
 from __future__ import annotations

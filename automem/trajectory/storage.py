@@ -24,6 +24,16 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
+# Errors that waiting does not fix: fail at once instead of retrying.
+_PERMANENT = (
+    "NO_SUCH_BUCKET",
+    "ACCESS_DENIED",
+    "AccessDenied",
+    "INVALID_ACCESS_KEY",
+    "SIGNATURE_DOES_NOT_MATCH",
+)
+
+
 class StorageError(RuntimeError):
     """The storage root could not be used (after retries, where they apply)."""
 
@@ -32,6 +42,16 @@ def s3_filesystem(endpoint: str | None = None, **kw) -> pafs.S3FileSystem:
     """An S3 filesystem for ``AWS_ENDPOINT_URL`` (or ``endpoint``), e.g. moto's server on loopback."""
     endpoint = endpoint or env_vars.AWS_ENDPOINT_URL.get()
     opts: dict = {"region": env_vars.AWS_DEFAULT_REGION.get(), **kw}
+    # Resolve credentials here and pass them explicitly: the filesystem is pickled into Ray tasks (Ray Data),
+    # whose processes may not have this one's environment.
+    import boto3
+
+    creds = boto3.Session().get_credentials()
+    if creds is not None:
+        frozen = creds.get_frozen_credentials()
+        opts.update(access_key=frozen.access_key, secret_key=frozen.secret_key)
+        if frozen.token:
+            opts["session_token"] = frozen.token
     if endpoint:
         parsed = urlparse(endpoint)
         opts["endpoint_override"] = parsed.netloc or parsed.path
@@ -75,6 +95,8 @@ class Storage:
             except FileNotFoundError:
                 raise
             except (OSError, pa.ArrowException) as exc:
+                if any(m in str(exc) for m in _PERMANENT):
+                    raise StorageError(f"{what} on {self.uri} failed: {exc}") from exc
                 if time.monotonic() + delay > deadline:
                     raise StorageError(
                         f"{what} on {self.uri} failed for {self.retry_for_s:.0f} s: {exc}"
