@@ -1,0 +1,248 @@
+"""NetHack's raw observation in words, for NetHack and MiniHack.
+
+The observation an agent reads has five parts, as in BALROG's NetHack text: the message; what is around the
+player (the eight neighbouring squares, then monsters, objects and dungeon features in view, each with direction
+and distance); the status in words; the inventory with its letters; and the screen's map rows. Everything here is
+computed from NLE's arrays (``glyphs``, ``blstats``, ``message``, ``inv_letters``, ``inv_strs``, ``tty_chars``);
+NLE 1.3.0 has no language wrapper of its own.
+
+Coordinates: ``x`` is the map column (east is +x), ``y`` the map row (south is +y).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+
+# Kinds of glyph, ordered by how much they matter in the "you see" list.
+MONSTER, OBJECT, FEATURE, TERRAIN, SKIP = 0, 1, 2, 3, 4
+
+_SKIPPED_CMAP = {0, 19, 20}  # unexplored stone, lit floor, dark floor: everywhere and uninformative
+_TERRAIN_CMAP = set(range(1, 12)) | {21, 22}  # walls, corridors
+_HUNGER = ["satiated", "not hungry", "hungry", "weak", "fainting", "fainted", "starved"]
+_ENCUMBRANCE = ["unencumbered", "burdened", "stressed", "strained", "overtaxed", "overloaded"]
+_ALIGNMENT = {-1: "chaotic", 0: "neutral", 1: "lawful"}
+_CONDITIONS = [  # (mask name in nle.nethack, word)
+    ("BL_MASK_STONE", "turning to stone"),
+    ("BL_MASK_SLIME", "turning to slime"),
+    ("BL_MASK_STRNGL", "strangled"),
+    ("BL_MASK_FOODPOIS", "food poisoned"),
+    ("BL_MASK_TERMILL", "terminally ill"),
+    ("BL_MASK_BLIND", "blind"),
+    ("BL_MASK_DEAF", "deaf"),
+    ("BL_MASK_STUN", "stunned"),
+    ("BL_MASK_CONF", "confused"),
+    ("BL_MASK_HALLU", "hallucinating"),
+    ("BL_MASK_LEV", "levitating"),
+    ("BL_MASK_FLY", "flying"),
+    ("BL_MASK_RIDE", "riding"),
+]
+# Neighbours in reading order around the compass, starting north.
+NEIGHBOURS = [
+    ("north", 0, -1),
+    ("northeast", 1, -1),
+    ("east", 1, 0),
+    ("southeast", 1, 1),
+    ("south", 0, 1),
+    ("southwest", -1, 1),
+    ("west", -1, 0),
+    ("northwest", -1, -1),
+]
+_CLASS_WORD = {7: "potion", 3: "ring", 10: "wand", 4: "amulet", 9: "spellbook", 12: "gem"}
+
+
+def _object_name(nh: Any, glyph: int) -> str:
+    obj = nh.objclass(nh.glyph_to_obj(glyph))
+    name, descr = nh.OBJ_NAME(obj), nh.OBJ_DESCR(obj)
+    klass = ord(obj.oc_class)
+    if klass == 8 and descr:  # scrolls are known by their label until identified
+        return f"scroll labeled {descr}"
+    if klass in _CLASS_WORD and descr:
+        return f"{descr} {_CLASS_WORD[klass]}"
+    # Unidentified weapons, armor and tools show their appearance (a "crude dagger"), as on the screen.
+    return descr or name or "strange object"
+
+
+@lru_cache(maxsize=1)
+def glyph_table() -> tuple[list[str], np.ndarray]:
+    """For every glyph: its name in words and its kind (MONSTER, OBJECT, FEATURE, TERRAIN or SKIP)."""
+    import nle.nethack as nh
+
+    names: list[str] = []
+    kinds = np.full(nh.MAX_GLYPH + 1, SKIP, dtype=np.int8)
+    for g in range(nh.MAX_GLYPH):
+        kind = FEATURE
+        if nh.GLYPH_PET_OFF <= g < nh.GLYPH_INVIS_OFF:
+            name, kind = f"tame {nh.permonst(nh.glyph_to_mon(g)).mname}", MONSTER
+        elif g == nh.GLYPH_INVIS_OFF:
+            name, kind = "unseen monster (remembered)", MONSTER
+        elif nh.glyph_is_monster(g):
+            name, kind = nh.permonst(nh.glyph_to_mon(g)).mname, MONSTER
+        elif nh.GLYPH_BODY_OFF <= g < nh.GLYPH_RIDDEN_OFF:
+            name, kind = f"{nh.permonst(g - nh.GLYPH_BODY_OFF).mname} corpse", OBJECT
+        elif nh.GLYPH_STATUE_OFF <= g < nh.MAX_GLYPH:
+            name, kind = f"statue of a {nh.permonst(g - nh.GLYPH_STATUE_OFF).mname}", OBJECT
+        elif nh.GLYPH_OBJ_OFF <= g < nh.GLYPH_CMAP_OFF:
+            name, kind = _object_name(nh, g), OBJECT
+        elif nh.GLYPH_CMAP_OFF <= g < nh.GLYPH_EXPLODE_OFF:
+            cmap = g - nh.GLYPH_CMAP_OFF
+            name = nh.symdef.from_idx(cmap).explanation or "effect"
+            if cmap == 0:
+                name = "unexplored"
+            elif cmap == 19:
+                name = "floor"
+            elif cmap == 20:
+                name = "dark floor"
+            if cmap in _SKIPPED_CMAP:
+                kind = SKIP
+            elif cmap in _TERRAIN_CMAP:
+                kind = TERRAIN
+        elif nh.GLYPH_SWALLOW_OFF <= g < nh.GLYPH_WARNING_OFF:
+            name, kind = "the inside of a monster that swallowed you", TERRAIN
+        elif nh.GLYPH_WARNING_OFF <= g < nh.GLYPH_STATUE_OFF:
+            name, kind = f"warning of an unseen monster (level {g - nh.GLYPH_WARNING_OFF})", MONSTER
+        else:
+            name = "magical effect"
+        names.append(name)
+        kinds[g] = kind
+    names.append("nothing")  # NO_GLYPH
+    return names, kinds
+
+
+def where(dx: int, dy: int) -> str:
+    """An offset in words: ``3 steps northeast``, ``2 steps north and 5 steps east``."""
+    ns = "north" if dy < 0 else "south"
+    ew = "west" if dx < 0 else "east"
+    ax, ay = abs(dx), abs(dy)
+
+    def steps(n: int) -> str:
+        return f"{n} step{'s' if n != 1 else ''}"
+
+    if ax == 0 and ay == 0:
+        return "here"
+    if ax == 0:
+        return f"{steps(ay)} {ns}"
+    if ay == 0:
+        return f"{steps(ax)} {ew}"
+    if ax == ay:
+        return f"{steps(ax)} {ns}{ew}"
+    return f"{steps(ay)} {ns} and {steps(ax)} {ew}"
+
+
+def describe_surroundings(glyphs: np.ndarray, x: int, y: int, max_items: int = 24) -> list[str]:
+    """Lines naming the eight neighbours, then what is in view by kind and distance (nearest first).
+
+    Monsters are listed one by one; objects and features up to three of each name; walls and corridors only
+    the nearest of each name (they fill the map).
+    """
+    names, kinds = glyph_table()
+    rows, cols = glyphs.shape
+    neighbours = []
+    for word, dx, dy in NEIGHBOURS:
+        cx, cy = x + dx, y + dy
+        name = names[int(glyphs[cy, cx])] if 0 <= cx < cols and 0 <= cy < rows else "edge of the map"
+        neighbours.append(f"{word} {name}")
+    lines = ["Next to you: " + "; ".join(neighbours) + "."]
+
+    k = kinds[glyphs]
+    k[y, x] = SKIP  # the player
+    ys, xs = np.nonzero(k != SKIP)
+    if len(xs):
+        dist = np.maximum(np.abs(xs - x), np.abs(ys - y))  # moves needed, diagonals allowed
+        order = np.lexsort((xs, ys, dist, k[ys, xs]))
+        per_name: dict[str, int] = {}
+        seen_lines: list[str] = []
+        for i in order.tolist():
+            kind = int(k[ys[i], xs[i]])
+            name = names[int(glyphs[ys[i], xs[i]])]
+            limit = 1 if kind == TERRAIN else 3 if kind in (OBJECT, FEATURE) else 99
+            if per_name.get(name, 0) >= limit:
+                continue
+            per_name[name] = per_name.get(name, 0) + 1
+            seen_lines.append(f"- {name}: {where(int(xs[i]) - x, int(ys[i]) - y)}")
+            if len(seen_lines) >= max_items:
+                break
+        lines.append("You see:")
+        lines.extend(seen_lines)
+    else:
+        lines.append("You see nothing else of note.")
+    return lines
+
+
+def _strength(str125: int) -> str:
+    if str125 <= 18:
+        return str(str125)
+    if str125 <= 117:
+        return f"18/{str125 - 18:02d}"
+    if str125 == 118:
+        return "18/**"
+    return str(str125 - 100)
+
+
+def describe_status(blstats: np.ndarray) -> str:
+    """The bottom lines of the screen, in words."""
+    import nle.nethack as nh
+
+    b = [int(v) for v in blstats]
+    hunger = _HUNGER[b[nh.NLE_BL_HUNGER]] if 0 <= b[nh.NLE_BL_HUNGER] < len(_HUNGER) else "unknown"
+    cap = _ENCUMBRANCE[b[nh.NLE_BL_CAP]] if 0 <= b[nh.NLE_BL_CAP] < len(_ENCUMBRANCE) else "unknown"
+    conditions = [word for mask, word in _CONDITIONS if b[nh.NLE_BL_CONDITION] & getattr(nh, mask, 0)]
+    return (
+        f"Status: HP {b[nh.NLE_BL_HP]}/{b[nh.NLE_BL_HPMAX]}, Pw {b[nh.NLE_BL_ENE]}/{b[nh.NLE_BL_ENEMAX]}, "
+        f"AC {b[nh.NLE_BL_AC]}, experience level {b[nh.NLE_BL_XP]} ({b[nh.NLE_BL_EXP]} points), "
+        f"dungeon level {b[nh.NLE_BL_DEPTH]}, gold {b[nh.NLE_BL_GOLD]}, turn {b[nh.NLE_BL_TIME]}, {hunger}, "
+        f"{cap}, {_ALIGNMENT.get(b[nh.NLE_BL_ALIGN], 'unaligned')}. "
+        f"St {_strength(b[nh.NLE_BL_STR125])} Dx {b[nh.NLE_BL_DEX]} Co {b[nh.NLE_BL_CON]} "
+        f"In {b[nh.NLE_BL_INT]} Wi {b[nh.NLE_BL_WIS]} Ch {b[nh.NLE_BL_CHA]}. "
+        f"Conditions: {', '.join(conditions) if conditions else 'none'}. "
+        f"Position: x={b[nh.NLE_BL_X]}, y={b[nh.NLE_BL_Y]}."
+    )
+
+
+def inventory_lines(inv_letters: np.ndarray, inv_strs: np.ndarray) -> list[str]:
+    """``a: a +1 long sword (weapon in hand)``, one line per item."""
+    lines = []
+    for letter, raw in zip(inv_letters.tolist(), inv_strs, strict=False):
+        if letter == 0:
+            break
+        lines.append(f"{chr(letter)}: {decode(raw)}")
+    return lines
+
+
+def decode(raw: np.ndarray) -> str:
+    """A NUL-terminated byte array as text."""
+    data = raw.tobytes()
+    end = data.find(b"\0")
+    return (data if end < 0 else data[:end]).decode("latin-1").strip()
+
+
+def screen_rows(tty_chars: np.ndarray, first: int = 1, last: int = 22) -> list[str]:
+    """Rows ``first..last-1`` of the terminal, right-trimmed, without trailing blank rows."""
+    rows = [bytes(r).decode("latin-1").rstrip() for r in tty_chars[first:last]]
+    while rows and not rows[-1]:
+        rows.pop()
+    while rows and not rows[0]:
+        rows.pop(0)
+    return rows
+
+
+def render(
+    message: str,
+    glyphs: np.ndarray,
+    blstats: np.ndarray,
+    inv_letters: np.ndarray,
+    inv_strs: np.ndarray,
+    tty_chars: np.ndarray,
+) -> str:
+    """The full observation text."""
+    import nle.nethack as nh
+
+    x, y = int(blstats[nh.NLE_BL_X]), int(blstats[nh.NLE_BL_Y])
+    parts = [f"Message: {message if message else '(none)'}", ""]
+    parts += describe_surroundings(glyphs, x, y)
+    parts += ["", describe_status(blstats), "", "Inventory:"]
+    parts += inventory_lines(inv_letters, inv_strs) or ["(empty)"]
+    parts += ["", "Map:"] + screen_rows(tty_chars)
+    return "\n".join(parts)
