@@ -118,6 +118,7 @@ def _crafter_env_class() -> type:
             make_deterministic(self)
             # The text is built from the world itself; the full-map semantic array is not needed.
             self._sem_view = lambda: None
+            self.text_grid = tuple(int(v) for v in self._local_view._grid)  # the cells the player sees
             unit = self._size // self._view
             self._noise_shape = tuple(int(v) for v in self._local_view._grid * unit)
 
@@ -211,7 +212,7 @@ class CrafterTextEnv:
     def _render(self) -> str:
         env = self._env
         return describe(
-            env._world, env._player, env._local_view._grid, self._steps, self.max_steps, env._world.daylight
+            env._world, env._player, env.text_grid, self._steps, self.max_steps, env._world.daylight
         )
 
     def _info(self) -> dict[str, Any]:

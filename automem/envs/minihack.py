@@ -109,11 +109,12 @@ class MiniHackTextEnv(NLETextEnv):
         self.task = task
         super().__init__(max_steps, auto_more, task=task, **settings)
 
-    def _make_nle(self, task: str, **kwargs: Any) -> Any:
+    def _make_nle(self, **kwargs: Any) -> Any:
         import gymnasium as gym
         import minihack  # noqa: F401  (registers the MiniHack ids with Gymnasium)
         from gymnasium.envs.registration import load_env_creator
 
+        task = kwargs.pop("task")
         kwargs = {
             "observation_keys": OBSERVATION_KEYS,
             # The text env counts its own steps; MiniHack's cap must not cut in first (--More-- steps count there).
@@ -126,7 +127,9 @@ class MiniHackTextEnv(NLETextEnv):
             return _offline_boxoban(task, **kwargs)
         # The class itself, not gym.make: make() would take max_episode_steps for its own TimeLimit wrapper.
         spec = gym.spec(task)
-        return load_env_creator(spec.entry_point)(**{**spec.kwargs, **kwargs})
+        entry = spec.entry_point
+        creator = entry if callable(entry) else load_env_creator(str(entry))
+        return creator(**{**spec.kwargs, **kwargs})
 
     def _seed_nle(self, seed: int) -> None:
         self._env.seed(seed, seed, reseed=False)

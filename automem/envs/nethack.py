@@ -58,15 +58,15 @@ class NetHackTextEnv(NLETextEnv):
         self._best = 0.0
         super().__init__(max_steps, auto_more, no_progress_timeout=no_progress_timeout, character=character)
 
-    def _make_nle(self, no_progress_timeout: int, character: str) -> Any:
+    def _make_nle(self, **kwargs: Any) -> Any:
         from nle.env.tasks import NetHackChallenge
 
         return NetHackChallenge(
             observation_keys=OBSERVATION_KEYS,
-            character=character,
+            character=kwargs["character"],
             # The text env counts its own steps; the game's cap must not cut in first (--More-- steps count there).
             max_episode_steps=10**12,
-            no_progress_timeout=no_progress_timeout,
+            no_progress_timeout=kwargs["no_progress_timeout"],
             fix_moon_phase=True,
             savedir=None,
         )

@@ -1,8 +1,8 @@
 """Action names for NetHack and MiniHack: BALROG's vocabulary, mapped onto NLE's action enums.
 
 BALROG names NLE's actions by words (``north``, ``far east``, ``pickup``, ``esc``...) and exposes a fixed subset:
-77 for NetHack, 33 for MiniHack (only those a task's action set contains). The names are BALROG's, so results
-stay comparable; the descriptions are ours. Each description ends with the key the action types, because NetHack
+79 for NetHack, 33 for MiniHack (only those a task's action set contains). The names are BALROG's, so results
+stay comparable (but for the digits, see below); the descriptions are ours. Each description ends with the key the action types, because NetHack
 reads the same keys as answers: at ``What do you want to eat? [fg]``, the action whose key is ``f`` picks item f.
 """
 
@@ -82,8 +82,10 @@ _TABLE.update(
         "apos": ("TextCharacters", "APOS", "type an apostrophe"),
     }
 )
+# BALROG names these "0".."9"; here a digit string means an action index (validate_action), so they are
+# "digit 0".."digit 9" to stay reachable by name.
 for _d in range(10):
-    _TABLE[str(_d)] = ("TextCharacters", f"NUM_{_d}", f"type the digit {_d} (counts, menu choices)")
+    _TABLE[f"digit {_d}"] = ("TextCharacters", f"NUM_{_d}", f"type the digit {_d} (counts, menu choices)")
 
 _MINIHACK_NAMES = (
     [w for w, _ in _DIRS]

@@ -152,6 +152,9 @@ class NLETextEnv:
     def _observe(self, obs: dict[str, np.ndarray], messages: list[str]) -> str:
         self._obs = obs
         self._message = " ".join(m for m in messages if m).replace(_MORE.decode(), "").strip()
+        # Still waiting (auto_more off, or the safety net hit): say so, as the screen does.
+        if _MORE in obs["tty_chars"][0].tobytes():
+            self._message += " --More--"
         return render(
             self._message,
             obs["glyphs"],
