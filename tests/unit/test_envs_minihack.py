@@ -7,6 +7,7 @@ import os
 import pathlib
 import random
 import shutil
+import socket
 import subprocess
 import sys
 import zipfile
@@ -37,7 +38,14 @@ def test_minihack_has_no_downloaded_levels_so_boxoban_runs_on_the_vendored_ones(
     ("env_id", "level_set"),
     [("minihack-boxoban-medium-v0", "medium/train"), ("minihack-boxoban-hard-v0", "hard")],
 )
-def test_boxoban_resets_offline_onto_a_vendored_level_chosen_by_the_seed(env_id: str, level_set: str):
+def test_boxoban_resets_offline_onto_a_vendored_level_chosen_by_the_seed(
+    env_id: str, level_set: str, monkeypatch
+):
+    def no_network(*args, **kwargs):
+        raise AssertionError("Boxoban tried to reach the network")
+
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    monkeypatch.setattr(socket, "create_connection", no_network)
     levels = set(boxoban_levels(level_set))
     env = make_env(env_id)
     try:
