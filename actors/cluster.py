@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import ray
 
 from automem import env_vars
@@ -21,9 +19,7 @@ def init_ray(address: str | None = None, *, num_cpus: int = 8, env: dict[str, st
     if ray.is_initialized():
         return "already connected"
     # Ray 2.60 turns token auth on for local clusters unless told otherwise; automem chooses explicitly.
-    os.environ.setdefault(
-        "RAY_AUTH_MODE", env_vars.RAY_AUTH_MODE.get() or "disabled"
-    )  # env-ok: sets, not reads
+    env_vars.export_default(env_vars.RAY_AUTH_MODE)
     runtime_env = {"env_vars": env} if env else None
     address = address or env_vars.RAY_ADDRESS.get()
     if address:

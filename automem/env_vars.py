@@ -49,6 +49,10 @@ AWS_ENDPOINT_URL = EnvVar(
     None,
     "Endpoint of an S3-compatible server for s3:// roots. pyarrow ignores it, so automem passes it explicitly.",
 )
+AWS_ACCESS_KEY_ID = EnvVar(
+    "AWS_ACCESS_KEY_ID", None, "S3 credentials; forwarded to Ray jobs and runner actors."
+)
+AWS_SECRET_ACCESS_KEY = EnvVar("AWS_SECRET_ACCESS_KEY", None, "S3 credentials; forwarded with the key id.")
 AWS_DEFAULT_REGION = EnvVar("AWS_DEFAULT_REGION", "us-east-1", "Region for S3 clients.")
 XDG_CACHE_HOME = EnvVar("XDG_CACHE_HOME", None, "Base of the per-user cache directory (XDG convention).")
 RAY_ADDRESS = EnvVar(
@@ -61,3 +65,14 @@ RAY_AUTH_MODE = EnvVar(
 )
 
 ALL: tuple[EnvVar, ...] = tuple(v for v in globals().values() if isinstance(v, EnvVar))
+
+
+def forwarded(*variables: EnvVar) -> dict[str, str]:
+    """``{name: value}`` of those variables that are set, to hand to another process (a Ray job, an actor)."""
+    return {v.name: value for v in variables if (value := os.environ.get(v.name))}
+
+
+def export_default(var: EnvVar) -> None:
+    """Set ``var`` to its default in this process's environment unless it is set (for child processes)."""
+    if var.default is not None:
+        os.environ.setdefault(var.name, var.default)

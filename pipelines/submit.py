@@ -59,9 +59,7 @@ def build_command(args: argparse.Namespace) -> list[str]:
     address = args.address or env_vars.RAY_ADDRESS.get()
     if not address:
         raise ValueError("no cluster address: pass --address http://HEAD:8265 or set RAY_ADDRESS")
-    pass_env = {
-        k: os.environ[k] for k in _PASS_ENV if os.environ.get(k)
-    }  # env-ok: forwarded, not interpreted
+    pass_env = env_vars.forwarded(*_PASS_ENV)
     pass_env["RAY_AUTH_MODE"] = env_vars.RAY_AUTH_MODE.get() or "disabled"
     runtime_env = {"env_vars": pass_env, "excludes": [".venv", ".git", "runs", "artifacts"]}
     ray_bin = shutil.which("ray", path=os.path.dirname(sys.executable)) or "ray"
@@ -101,6 +99,5 @@ def run(args: argparse.Namespace) -> int:
             )
             return 2
     print("+ " + " ".join(cmd[:6]) + " ... -- " + " ".join(cmd[cmd.index("--") + 1 :]), file=sys.stderr)
-    env = dict(os.environ)  # env-ok: passed through to the ray CLI
-    env.setdefault("RAY_AUTH_MODE", "disabled")
-    return subprocess.call(cmd, env=env)
+    env_vars.export_default(env_vars.RAY_AUTH_MODE)
+    return subprocess.call(cmd)

@@ -52,7 +52,7 @@ class StepEvent:
     info: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return dict(self.__dict__)  # shallow on purpose: the writer serialises info at once
 
 
 @dataclass

@@ -31,8 +31,12 @@ class CorridorEnv:
         ]
 
     def _obs(self, message: str) -> str:
-        cells = "".join("@" if i == self._pos else "." for i in range(self.length))
-        return f"{message}\nCorridor: [{cells}] goal at the right end. Position {self._pos}."
+        # Show at most 5 cells either side, so very long corridors (benchmarks) stay cheap to render.
+        lo, hi = max(0, self._pos - 5), min(self.length, self._pos + 6)
+        cells = "".join("@" if i == self._pos else "." for i in range(lo, hi))
+        left = "[" if lo == 0 else "<"
+        right = "]" if hi == self.length else ">"
+        return f"{message}\nCorridor: {left}{cells}{right} goal at the right end. Position {self._pos}."
 
     def _info(self) -> dict[str, Any]:
         return {"progression": self._pos / (self.length - 1), "step": self._steps, "position": self._pos}

@@ -11,6 +11,7 @@ Semantics (also rendered into prompts by ``render_help``):
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -96,38 +97,68 @@ def _tail(store: MemoryStore, name: str, n: int = 10) -> OpResult:
     return OpResult(op="TAIL", output="\n".join(store.tail_lines(name, n)))
 
 
-def _matches(store: MemoryStore, name: str, pattern: str) -> list[tuple[int, str]]:
-    """(line number, line) for each line of a file containing ``pattern``, case-insensitively."""
+def _scan(store: MemoryStore, name: str, pattern: str) -> tuple[str, str, str]:
     if not pattern:
         raise OpFailed("bad_args", "empty pattern")
     text, hay = store.text_and_lower(name)
-    needle = pattern.lower()
-    if len(hay) != len(text):  # a few characters change length when lower-cased; fall back to per line
-        return [(i, line) for i, line in enumerate(text.splitlines(), 1) if needle in line.lower()]
-    out: list[tuple[int, str]] = []
+    return text, hay, pattern.lower()
+
+
+def _count_lines(hay: str, needle: str) -> int:
+    """Lines of ``hay`` containing ``needle``, counted by the regex engine (no Python loop per line)."""
+    return len(re.findall("^[^\n]*?" + re.escape(needle), hay, re.M))
+
+
+def _matches(text: str, hay: str, needle: str):
+    """Yield (line number, line) for each line of ``text`` whose lower-cased form ``hay`` contains ``needle``."""
+    if len(hay) != len(text):  # a few characters change length when lower-cased; go line by line
+        for i, line in enumerate(text.splitlines(), 1):
+            if needle in line.lower():
+                yield i, line
+        return
     pos, line_no, line_start = hay.find(needle), 1, 0
     while pos != -1:
         line_no += hay.count("\n", line_start, pos)
-        line_start = hay.rfind("\n", 0, pos) + 1
-        line_end = hay.find("\n", pos)
-        line_end = len(hay) if line_end == -1 else line_end
-        out.append((line_no, text[line_start:line_end]))
-        line_start, line_no = line_end, line_no  # count newlines from the end of this line next
-        pos = hay.find(needle, line_end)
-    return out
+        start = hay.rfind("\n", 0, pos) + 1
+        end = hay.find("\n", pos)
+        end = len(hay) if end == -1 else end
+        yield line_no, text[start:end]
+        line_start = end
+        pos = hay.find(needle, end)
 
 
 def _count(store: MemoryStore, name: str, pattern: str) -> OpResult:
     store.require_file(name)
-    return OpResult(op="COUNT", output=str(len(_matches(store, name, pattern))))
+    _text, hay, needle = _scan(store, name, pattern)
+    return OpResult(op="COUNT", output=str(_count_lines(hay, needle)))
 
 
 def _search(store: MemoryStore, pattern: str, scope: str = "*") -> OpResult:
     names = sorted(store.index) if scope == "*" else [scope]
     if scope != "*":
         store.require_file(scope)
-    hits = [f"{n}:{i}: {line}" for n in names for i, line in _matches(store, n, pattern)]
-    return OpResult(op="SEARCH", output="\n".join(hits))
+    # Format hits only up to the output budget; past it, only count them (a broad SEARCH on a long memory
+    # would otherwise build a huge string just to cut it).
+    budget, size, hits, more = store.quotas.max_output_chars, 0, [], 0
+    for n in names:
+        text, hay, needle = _scan(store, n, pattern)
+        if more:  # already over budget: only count
+            more += _count_lines(hay, needle)
+            continue
+        shown = 0
+        for i, line in _matches(text, hay, needle):
+            hit = f"{n}:{i}: {line}"
+            if size + len(hit) + 1 > budget:
+                more = _count_lines(hay, needle) - shown
+                break
+            hits.append(hit)
+            size += len(hit) + 1
+            shown += 1
+    result = OpResult(op="SEARCH", output="\n".join(hits))
+    if more:
+        result.output += f"\n... [{more} more matching lines not shown]"
+        result.cut_chars = more
+    return result
 
 
 def _create(store: MemoryStore, name: str) -> OpResult:

@@ -159,7 +159,7 @@ class MemoryStore:
 
     def _cut(self, result: OpResult) -> OpResult:
         budget = self.quotas.max_output_chars
-        if len(result.output) > budget:
+        if len(result.output) > budget and not result.cut_chars:  # not already cut by the operation
             cut = len(result.output) - budget
             result.output = result.output[:budget] + f"\n... [{cut} more characters cut]"
             result.cut_chars = cut
