@@ -49,7 +49,7 @@ def reply_for(regex: str | None, rng: random.Random) -> str:
     if "APPEND" in regex:
         candidates.append(f"APPEND notes.md step note {rng.randrange(10**6)} about what happened\nDONE")
     if "SEARCH" in regex:
-        candidates.append("SEARCH note *\nDONE")
+        candidates.append(f"SEARCH {rng.randrange(100)} *\nDONE")  # a selective search, like a real one
     candidates.append("DONE")
     for text in candidates:
         if re.fullmatch(regex, text):

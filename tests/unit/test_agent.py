@@ -235,3 +235,14 @@ def test_parse_action():
     assert parse_action("move", names) == 2
     assert parse_action("jump", names) is None
     assert parse_action("", names) is None
+
+
+def test_no_plan_turns_and_no_log_turns(tmp_path):
+    sc = scaffold()
+    sc = sc.model_copy(update={"turns": sc.turns.model_copy(update={"plan_turns": 0, "log_turns": 0})})
+    model = ScriptedChatModel(lambda c: "right")
+    agent = Agent(sc, memory=ModelRoute(model, "base"))
+    end, _ = play(agent, tmp_path)
+    assert end.terminated and end.turns == 4  # only action commits
+    assert all(phase_of(c) == "action" for c in model.calls)
+    assert all(len(c.messages) == 2 for c in model.calls)
