@@ -65,9 +65,9 @@ def resolve(root: Path, name: str) -> Path:
         PathViolation: see ``check_name``; also for a symlink or a path that resolves outside ``root``.
     """
     parts = check_name(name)
-    path = root
+    path = str(root)  # plain strings: pathlib's object churn cost more than the lstat calls themselves
     for i, part in enumerate(parts):
-        path = path / part
+        path = f"{path}/{part}"
         try:
             st = os.lstat(path)
         except FileNotFoundError:
@@ -79,4 +79,4 @@ def resolve(root: Path, name: str) -> Path:
             raise PathViolation(f"{'/'.join(parts[: i + 1])!r} is a file, not a folder")
     # No component is '..' and none that exists is a link, so the path cannot leave ``root`` (the store opens
     # with the root already resolved). A realpath() here would double the cost of every operation for nothing.
-    return root.joinpath(*parts)
+    return Path(root, *parts)
