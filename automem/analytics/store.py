@@ -1,0 +1,168 @@
+"""SQL over the committed trajectory store, with DuckDB.
+
+``connect(root)`` returns a DuckDB connection with one view per table (``episodes``, ``steps``, ``turns``,
+``memory_ops``, ``memory_files``, ``attempts``). Rows of episodes whose ``episodes`` record is not committed are
+never visible: files are first narrowed to committed episodes by name (the writer names them after the episode),
+then rows are semi-joined on ``(run_id, episode_id, attempt)``, which also hides a crashed commit of a later
+attempt.
+
+Local roots are read by DuckDB's own Parquet reader (parallel, with projection and filter pushdown). ``s3://``
+roots are read through a ``pyarrow.dataset`` on the store's ``S3FileSystem``, registered as a view: DuckDB's
+wheel has no ``httpfs`` extension offline, and pyarrow's filesystem carries the explicit endpoint
+(``AWS_ENDPOINT_URL``) that S3-compatible servers need.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING
+
+import pyarrow as pa
+import pyarrow.dataset as ds
+
+from automem.trajectory.reader import committed_keys
+from automem.trajectory.schemas import TABLES
+from automem.trajectory.storage import Storage
+from automem.trajectory.writer import PART_NAME
+
+if TYPE_CHECKING:
+    import duckdb
+
+_KEYS = "run_id, episode_id, attempt"
+# Execution order of a step's phases: the scaffold's initial files, then LOG turns, then PLAN turns.
+PHASE_ORDER_SQL = "CASE phase WHEN 'init' THEN 0 WHEN 'log' THEN 1 WHEN 'plan' THEN 2 ELSE 3 END"
+
+
+def _storage(root: str | Storage) -> Storage:
+    return root if isinstance(root, Storage) else Storage(root)
+
+
+def committed_files(root: str | Storage, table: str, keys: pa.Table | None = None) -> list[str]:
+    """The Parquet files of ``table`` that belong to committed episodes, as paths on ``Storage(root).fs``.
+
+    Files are named ``tables/<table>/<run>/<episode>[-pNNNNN].parquet``; a file whose run and episode have no
+    committed ``episodes`` row is left out. ``episodes`` and ``attempts`` files are returned as they are.
+
+    Args:
+        root: local folder or ``s3://bucket/prefix``.
+        table: one of the store's tables.
+        keys: the committed keys, when the caller already has them.
+    """
+    if table not in TABLES:
+        raise KeyError(f"no table {table!r}; tables: {', '.join(TABLES)}")
+    st = _storage(root)
+    files = [f for f in st.list_files(st.path("tables", table)) if f.endswith(".parquet")]
+    if table in ("episodes", "attempts"):
+        return files
+    keys = committed_keys(st) if keys is None else keys
+    wanted = set(zip(keys.column("run_id").to_pylist(), keys.column("episode_id").to_pylist(), strict=True))
+    out = []
+    for path in files:
+        run, name = path.rsplit("/", 2)[-2:]
+        m = PART_NAME.match(name)
+        if m and (run, m["episode"]) in wanted:
+            out.append(path)
+    return out
+
+
+def _sql_list(paths: list[str]) -> str:
+    return "[" + ", ".join("'" + p.replace("'", "''") + "'" for p in paths) + "]"
+
+
+def connect(
+    root: str | Storage, *, episodes: str | None = None, threads: int | None = None
+) -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection whose views show the committed rows of the store at ``root``.
+
+    Args:
+        root: local folder or ``s3://bucket/prefix`` (the endpoint comes from ``AWS_ENDPOINT_URL``).
+        episodes: restrict every view to some episodes (``select_episodes``): ids, or a query.
+        threads: DuckDB worker threads (default: DuckDB's, one per core).
+
+    Returns:
+        An in-memory DuckDB connection with views ``episodes``, ``steps``, ``turns``, ``memory_ops``,
+        ``memory_files`` and ``attempts``. It reads the files listed now; files committed later need a new one.
+    """
+    import duckdb
+
+    st = _storage(root)
+    con = duckdb.connect(":memory:")
+    if threads:
+        con.execute(f"SET threads = {int(threads)}")
+    keys = committed_keys(st)
+    for table in TABLES:
+        files = committed_files(st, table, keys)
+        raw = f"_raw_{table}"
+        if not files:
+            con.register(raw, TABLES[table].empty_table())
+        elif st.is_s3:
+            con.register(raw, ds.dataset(files, schema=TABLES[table], format="parquet", filesystem=st.fs))
+        else:
+            con.execute(f"CREATE VIEW {raw} AS SELECT * FROM read_parquet({_sql_list(files)})")
+        if table == "episodes" or table == "attempts":
+            con.execute(f"CREATE VIEW {table} AS SELECT * FROM {raw}")
+        else:
+            # The episodes view is the commit record: a row is visible only if its exact attempt committed.
+            con.execute(f"CREATE VIEW {table} AS SELECT * FROM {raw} SEMI JOIN episodes USING ({_KEYS})")
+    if episodes:
+        con.register("_selected", select_episodes(con, episodes))
+        # Every other view semi-joins ``episodes``, so narrowing it narrows them all.
+        con.execute(
+            f"CREATE OR REPLACE VIEW episodes AS SELECT * FROM _raw_episodes SEMI JOIN _selected USING ({_KEYS})"
+        )
+    return con
+
+
+def select_episodes(con: duckdb.DuckDBPyConnection, spec: str) -> pa.Table:
+    """The committed episodes a selection names, as ``(run_id, episode_id, attempt)`` rows.
+
+    Args:
+        con: a connection from ``connect``.
+        spec: either a SQL query (starting with SELECT or WITH) whose result has ``episode_id`` and optionally
+            ``run_id`` columns, or comma-separated ids, each ``episode`` or ``run/episode``.
+
+    Raises:
+        ValueError: the query lacks an ``episode_id`` column, or an id matches no committed episode.
+    """
+    if re.match(r"\s*(select|with)\b", spec, flags=re.IGNORECASE):
+        rel = con.sql(spec)
+        if "episode_id" not in rel.columns:
+            raise ValueError(f"--episodes query must return an episode_id column; it returned {rel.columns}")
+        on = "e.episode_id = s.episode_id" + (" AND e.run_id = s.run_id" if "run_id" in rel.columns else "")
+        con.register("_spec", rel.to_arrow_table())
+        sql = f"SELECT DISTINCT e.run_id, e.episode_id, e.attempt FROM episodes e JOIN _spec s ON {on}"
+        out = con.sql(sql).to_arrow_table()
+        con.unregister("_spec")
+        return out
+    wanted = [w.strip() for w in spec.split(",") if w.strip()]
+    keys = con.sql("SELECT run_id, episode_id, attempt FROM episodes").to_arrow_table().to_pylist()
+    rows = []
+    for w in wanted:
+        run, _, ep = w.rpartition("/")
+        hit = [k for k in keys if k["episode_id"] == ep and (not run or k["run_id"] == run)]
+        if not hit:
+            raise ValueError(f"no committed episode {w!r}")
+        rows.extend(hit)
+    return pa.Table.from_pylist(rows, schema=TABLES["episodes"].select(["run_id", "episode_id", "attempt"]))
+
+
+def query(root: str | Storage, sql: str) -> pa.Table:
+    """Run one SQL statement over the committed store and return its rows as an Arrow table.
+
+    Example:
+        ``automem.query("runs/demo", "SELECT scaffold_id, avg(progression) FROM episodes GROUP BY 1")``
+
+    Args:
+        root: local folder or ``s3://bucket/prefix``.
+        sql: a DuckDB SQL query over the views ``episodes``, ``steps``, ``turns``, ``memory_ops``,
+            ``memory_files`` and ``attempts``.
+    """
+    con = connect(root)
+    try:
+        rel = con.sql(sql)
+        return rel.to_arrow_table() if rel is not None else pa.table({})
+    finally:
+        con.close()
+
+
+__all__ = ["PHASE_ORDER_SQL", "committed_files", "connect", "query", "select_episodes"]

@@ -1,0 +1,98 @@
+"""Query: SQL over the committed trajectories of a store, with DuckDB.
+
+    automem query runs/demo "SELECT scaffold_id, count(*), avg(progression) FROM episodes GROUP BY 1"
+    automem query s3://bucket/trajectories "SELECT op, count(*) FROM memory_ops GROUP BY op" --json
+    automem query runs/demo "SELECT * FROM steps WHERE NOT action_valid" --csv > invalid.csv
+    ray job submit --working-dir . -- automem query s3://bucket/trajectories "SELECT count(*) FROM steps"
+
+Views: episodes, steps, turns, memory_ops, memory_files, attempts (columns: automem/trajectory/schemas.py).
+Rows of episodes that have not committed are never visible. For s3:// roots, AWS_ENDPOINT_URL names an
+S3-compatible server. From Python: ``automem.query(root, sql)`` returns an Arrow table; from Ray Data:
+``pipelines.query.ray_dataset(root, table)``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "query",
+        help="run SQL over a trajectory store",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("root", metavar="ROOT", help="store root: a folder or s3://bucket/prefix")
+    p.add_argument("sql", metavar="SQL", help="a DuckDB SQL query over the views")
+    fmt = p.add_mutually_exclusive_group()
+    fmt.add_argument("--csv", action="store_true", help="print CSV (list cells as JSON)")
+    fmt.add_argument("--json", action="store_true", help="print a JSON array of row objects")
+    p.add_argument(
+        "--max-rows", type=int, default=100, help="rows shown as a table (default 100; CSV/JSON: all)"
+    )
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import duckdb
+
+    from automem.analytics import query, render
+    from automem.trajectory import StorageError
+
+    try:
+        table = query(args.root, args.sql)
+    except (duckdb.Error, StorageError, ValueError) as exc:
+        print(f"automem query: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(render.to_json(table))
+    elif args.csv:
+        sys.stdout.write(render.to_csv(table))
+    else:
+        print(render.to_text(table, max_rows=args.max_rows))
+    return 0
+
+
+def ray_dataset(root: str, table: str, *, columns: list[str] | None = None) -> Any:
+    """A Ray Dataset of one table's committed rows (runs in a Ray job; reads in parallel on the cluster).
+
+    Files are narrowed to committed episodes by name, then rows to the exact committed attempt, as the DuckDB
+    views do. The store's filesystem (with its explicit S3 endpoint and resolved credentials) is passed to Ray
+    Data, so the read tasks need no environment of their own.
+
+    Args:
+        root: folder or ``s3://bucket/prefix``.
+        table: ``episodes``, ``steps``, ``turns``, ``memory_ops``, ``memory_files`` or ``attempts``.
+        columns: columns to read (the key columns are added).
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import ray
+
+    from automem.analytics import committed_files
+    from automem.trajectory import Storage, committed_keys
+    from automem.trajectory.schemas import TABLES
+
+    st = Storage(root)
+    keys = committed_keys(st)
+    files = committed_files(st, table, keys)
+    cols = list(dict.fromkeys(["run_id", "episode_id", "attempt", *columns])) if columns else None
+    if not files:
+        return ray.data.from_arrow(TABLES[table].empty_table().select(cols or TABLES[table].names))
+    ds = ray.data.read_parquet(files, filesystem=st.fs, columns=cols, schema=TABLES[table])
+    if table in ("episodes", "attempts"):
+        return ds
+    wanted = pa.array(
+        sorted(f"{r}\x1f{e}\x1f{a}" for r, e, a in zip(*keys.to_pydict().values(), strict=True))
+    )
+
+    def committed(batch: pa.Table) -> pa.Table:
+        key = pc.binary_join_element_wise(
+            batch["run_id"], batch["episode_id"], pc.cast(batch["attempt"], pa.string()), "\x1f"
+        )
+        return batch.filter(pc.is_in(key, value_set=wanted))
+
+    return ds.map_batches(committed, batch_format="pyarrow")
