@@ -1,0 +1,201 @@
+# Run: .venv/bin/python -m pytest tests/integration/test_report_browser.py
+"""The HTML report in a real headless Chromium (Debian's; `make install-browser`), driven over the DevTools
+protocol: it renders without console errors or network requests, the replay steps forward on a mouse click,
+and the memory view changes. A screenshot is kept at artifacts/report_replay.png.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import itertools
+import json
+import os
+import pathlib
+import subprocess
+import tempfile
+import time
+
+import pytest
+
+from automem.agent import Agent, ModelRoute
+from automem.envs.fake import CorridorEnv
+from automem.llm import ScriptedChatModel
+from automem.report import ReportConfig, write_report
+from automem.scaffold import load
+from automem.trajectory import EpisodeWriter, Storage
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+CHROMIUM = "/usr/bin/chromium"
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--remote-debugging-port=0",
+    "--window-size=1400,1800",
+]
+
+
+class DevTools:
+    """A minimal Chrome DevTools Protocol client over one page's WebSocket (commands in, events collected)."""
+
+    def __init__(self, ws) -> None:
+        self.ws = ws
+        self.ids = itertools.count(1)
+        self.events: list[dict] = []
+
+    def send(self, method: str, **params) -> dict:
+        msg_id = next(self.ids)
+        self.ws.send(json.dumps({"id": msg_id, "method": method, "params": params}))
+        while True:
+            msg = json.loads(self.ws.recv(timeout=30))
+            if msg.get("id") == msg_id:
+                assert "error" not in msg, (method, msg["error"])
+                return msg.get("result", {})
+            self.events.append(msg)
+
+    def wait_for(self, method: str, timeout: float = 30.0) -> dict:
+        deadline = time.monotonic() + timeout
+        for ev in self.events:
+            if ev.get("method") == method:
+                return ev
+        while time.monotonic() < deadline:
+            msg = json.loads(self.ws.recv(timeout=max(0.1, deadline - time.monotonic())))
+            self.events.append(msg)
+            if msg.get("method") == method:
+                return msg
+        raise TimeoutError(method)
+
+    def js(self, expression: str):
+        res = self.send("Runtime.evaluate", expression=expression, returnByValue=True, awaitPromise=True)
+        assert "exceptionDetails" not in res, res["exceptionDetails"]
+        return res["result"].get("value")
+
+    def click(self, selector: str) -> None:
+        """A real mouse click in the middle of the element (not a synthetic JS click)."""
+        box = self.js(
+            f"(() => {{ const e = document.querySelector({json.dumps(selector)});"
+            " e.scrollIntoView({block: 'center'}); const r = e.getBoundingClientRect();"
+            " return [r.x + r.width / 2, r.y + r.height / 2]; })()"
+        )
+        for kind in ("mousePressed", "mouseReleased"):
+            self.send("Input.dispatchMouseEvent", type=kind, x=box[0], y=box[1], button="left", clickCount=1)
+
+
+@pytest.fixture
+def chromium(tmp_path):
+    """Headless Chromium with a fresh profile; yields a DevTools client attached to its blank page."""
+    assert os.path.exists(CHROMIUM), "Chromium is missing: `make install-browser` installs Debian's chromium"
+    profile = tmp_path / "profile"
+    proc = subprocess.Popen(
+        [CHROMIUM, *FLAGS, f"--user-data-dir={profile}", "about:blank"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    port_file = profile / "DevToolsActivePort"
+    deadline = time.monotonic() + 60
+    while not (port_file.exists() and len(port_file.read_text().split()) >= 2):
+        assert proc.poll() is None, "chromium exited at start"
+        assert time.monotonic() < deadline, "chromium did not open its DevTools port"
+        time.sleep(0.1)
+    port = port_file.read_text().split()[0]
+    import httpx
+    from websockets.sync.client import connect
+
+    pages = [
+        t for t in httpx.get(f"http://127.0.0.1:{port}/json/list", timeout=10).json() if t["type"] == "page"
+    ]
+    try:
+        with connect(pages[0]["webSocketDebuggerUrl"], max_size=64 * 2**20) as ws:
+            yield DevTools(ws)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
+def _script(call):
+    last = call.messages[-1]["content"]
+    if "Choose your next action" in last:
+        return "right"
+    if "PLAN:" in last:
+        return "SEARCH moved *\nDONE"
+    return "APPEND notes.md moved right at some step\nDONE"
+
+
+def _store(root: pathlib.Path) -> None:
+    """Two real agent episodes (scripted model, corridor env) written through the trajectory writer."""
+    storage = Storage(str(root))
+    sc = load("crafter-v0").model_copy(update={"default_action": "wait"})
+    for i in range(2):
+        agent = Agent(sc, memory=ModelRoute(ScriptedChatModel(_script), "m"))
+        meta = {
+            "env_id": "corridor-v0",
+            "seed": i,
+            "scaffold_id": "crafter-v0",
+            "scaffold_content_id": "x",
+            "memory_model": "m",
+            "action_model": "m",
+        }
+        writer = EpisodeWriter(storage, "run1", f"ep-{i}", 1, meta)
+        env = CorridorEnv(length=12, max_steps=50)
+        with tempfile.TemporaryDirectory() as tmp:
+            end = asyncio.run(
+                agent.run_episode(
+                    env,
+                    seed=i,
+                    episode_id=f"ep-{i}",
+                    memory_root=tmp + "/m",
+                    max_steps=6,
+                    on_event=writer.on_event,
+                )
+            )
+        writer.commit(end, agent.system_prompt(env))
+
+
+def test_report_renders_and_replay_steps_through_memory(tmp_path, chromium):
+    _store(tmp_path / "store")
+    out = tmp_path / "report.html"
+    info = write_report(str(tmp_path / "store"), out, ReportConfig())
+    assert info["replayed"] == 2
+    cdp = chromium
+    for domain in ("Runtime", "Log", "Network", "Page"):
+        cdp.send(f"{domain}.enable")
+    cdp.send("Page.navigate", url=out.as_uri())
+    cdp.wait_for("Page.loadEventFired")
+    assert cdp.js("document.body.getAttribute('data-ready')") == "1"
+    assert cdp.js("document.querySelectorAll('#plots svg').length") == 4
+    assert cdp.js("document.querySelectorAll('#diag-table tr').length") > 10
+
+    memory = [cdp.js("document.getElementById('memory').innerText")]
+    labels = [cdp.js("document.getElementById('step-label').textContent")]
+    for _ in range(3):
+        cdp.click("#next")
+        labels.append(cdp.js("document.getElementById('step-label').textContent"))
+        memory.append(cdp.js("document.getElementById('memory').innerText"))
+    assert labels[:2] == ["step 0 (1 of 6)", "step 1 (2 of 6)"] and labels[3] == "step 3 (4 of 6)"
+    # Each LOG turn appends one line, so the rebuilt memory grows by one line per step.
+    assert all(a != b for a, b in itertools.pairwise(memory)), memory
+    assert memory[3].count("moved right at some step") == memory[0].count("moved right at some step") + 3
+
+    shot = cdp.send("Page.captureScreenshot", format="png", captureBeyondViewport=True)
+    artifacts = ROOT / "artifacts"
+    artifacts.mkdir(exist_ok=True)
+    (artifacts / "report_replay.png").write_bytes(base64.b64decode(shot["data"]))
+
+    errors = [
+        e
+        for e in cdp.events
+        if (e.get("method") == "Runtime.consoleAPICalled" and e["params"]["type"] in ("error", "assert"))
+        or e.get("method") == "Runtime.exceptionThrown"
+        or (e.get("method") == "Log.entryAdded" and e["params"]["entry"]["level"] == "error")
+    ]
+    assert not errors, errors
+    urls = [
+        e["params"]["request"]["url"] for e in cdp.events if e.get("method") == "Network.requestWillBeSent"
+    ]
+    assert urls and all(u.startswith(("file:", "data:")) for u in urls), urls
