@@ -56,17 +56,20 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def ray_dataset(root: str, table: str, *, columns: list[str] | None = None) -> Any:
+def ray_dataset(root: str, table: str, *, columns: list[str] | None = None, strict: bool = False) -> Any:
     """A Ray Dataset of one table's committed rows (runs in a Ray job; reads in parallel on the cluster).
 
-    Files are narrowed to committed episodes by name, then rows to the exact committed attempt, as the DuckDB
-    views do. The store's filesystem (with its explicit S3 endpoint and resolved credentials) is passed to Ray
-    Data, so the read tasks need no environment of their own.
+    Files are narrowed to committed episodes by name. Under the commit protocol that is exact: a commit first
+    removes what earlier attempts of the episode left, and a committed episode never runs again. ``strict``
+    adds the row-level check the DuckDB views make (the exact committed attempt), for stores written by other
+    means; it costs a map stage. The store's filesystem (explicit S3 endpoint, resolved credentials) is passed
+    to Ray Data, so the read tasks need no environment of their own.
 
     Args:
         root: folder or ``s3://bucket/prefix``.
         table: ``episodes``, ``steps``, ``turns``, ``memory_ops``, ``memory_files`` or ``attempts``.
         columns: columns to read (the key columns are added).
+        strict: also filter rows to the committed ``(run_id, episode_id, attempt)``.
     """
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -82,8 +85,10 @@ def ray_dataset(root: str, table: str, *, columns: list[str] | None = None) -> A
     cols = list(dict.fromkeys(["run_id", "episode_id", "attempt", *columns])) if columns else None
     if not files:
         return ray.data.from_arrow(TABLES[table].empty_table().select(cols or TABLES[table].names))
-    ds = ray.data.read_parquet(files, filesystem=st.fs, columns=cols, schema=TABLES[table])
-    if table in ("episodes", "attempts"):
+    ds = ray.data.read_parquet(files, filesystem=st.fs, schema=TABLES[table])
+    if cols:
+        ds = ds.select_columns(cols)  # pushed down into the read by Ray Data's optimizer
+    if table in ("episodes", "attempts") or not strict:
         return ds
     wanted = pa.array(
         sorted(f"{r}\x1f{e}\x1f{a}" for r, e, a in zip(*keys.to_pydict().values(), strict=True))

@@ -143,7 +143,8 @@ def select_episodes(con: duckdb.DuckDBPyConnection, spec: str) -> pa.Table:
         if not hit:
             raise ValueError(f"no committed episode {w!r}")
         rows.extend(hit)
-    return pa.Table.from_pylist(rows, schema=TABLES["episodes"].select(["run_id", "episode_id", "attempt"]))
+    schema = pa.schema([TABLES["episodes"].field(k) for k in ("run_id", "episode_id", "attempt")])
+    return pa.Table.from_pylist(rows, schema=schema)
 
 
 def query(root: str | Storage, sql: str) -> pa.Table:

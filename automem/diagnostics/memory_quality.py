@@ -15,8 +15,8 @@ writes nor written lines):
 - **memory utility** with provenance: every non-blank line a write introduces gets an identity; a line a rewrite
   keeps verbatim keeps its identity (and its origin). Each successful READ, TAIL or SEARCH is re-run on the
   replayed memory (``MemoryStore.run_op``) and the lines it returned are linked to the writes that produced them.
-  Utility is the share of written lines returned by at least one later read. The live run cut long outputs at
-  ``output_chars``; a line counts as returned when it starts within that many characters of the output.
+  Utility is the share of written lines returned by at least one later read. Where the live run cut a long
+  output, only what it showed counts (``shown_chars``); a line shown in part counts as returned.
 - **memory size** after each step with operations: bytes, lines and files.
 """
 
@@ -135,28 +135,28 @@ class _Replay:
         self.norms[name] = Counter(n for n in map(norm_line, new) if n)
         return True
 
-    def returned(self, op: str, args: list[str], visible_chars: int) -> list[int]:
-        """Identities of the lines a successful READ/TAIL/SEARCH returned, within ``visible_chars``."""
+    def returned(self, op: str, args: list[str], output_chars: int) -> list[int]:
+        """Identities of the lines a successful READ/TAIL/SEARCH returned in the live run."""
         result = self.store.run_op(op, args)
-        if not result.ok:
+        if not result.ok or not result.output:
             return []
+        hits = result.output.split("\n")
+        visible = shown_chars(op, hits, output_chars)
         out: list[int] = []
         pos = 0
-        hits = result.output.split("\n") if result.output else []
         if op in ("READ", "TAIL"):
-            name = args[0]
-            ids = self.ids.get(name, [])
+            ids = self.ids.get(args[0], [])
             first = (int(args[1]) - 1) if op == "READ" and len(args) == 3 else 0
             if op == "TAIL":
                 first = len(ids) - len(hits)
             for k, line in enumerate(hits):
-                if pos >= visible_chars or first + k >= len(ids):
+                if pos >= visible or first + k >= len(ids):
                     break
                 out.append(ids[first + k])
                 pos += len(line) + 1
             return out
         for line in hits:  # SEARCH: "name:line: text"
-            if pos >= visible_chars:
+            if pos >= visible:
                 break
             pos += len(line) + 1
             m = _SEARCH_HIT.match(line)
@@ -167,6 +167,33 @@ class _Replay:
     def size(self) -> tuple[int, int, int]:
         index = self.store.index
         return sum(s.bytes for s in index.values()), sum(s.lines for s in index.values()), len(index)
+
+
+def shown_chars(op: str, lines: list[str], output_chars: int) -> int:
+    """How many characters of an uncut output (``lines``) the live run showed, given its stored length.
+
+    The live store cut long outputs and appended a marker (``automem.memory``: ``"\\n... [N more characters
+    cut]"`` after the first ``max_output_chars`` characters; SEARCH keeps whole hits and appends
+    ``"\\n... [N more matching lines not shown]"``); the stored ``output_chars`` includes the marker. Solving
+    for the cut point recovers exactly what was shown.
+    """
+    full = sum(len(line) for line in lines) + len(lines) - 1
+    if output_chars >= full:
+        return full
+    if op == "SEARCH":
+        shown = -1  # length of "\n".join(lines[:k])
+        for k in range(len(lines) + 1):
+            size = max(shown, 0)
+            if size + len(f"\n... [{len(lines) - k} more matching lines not shown]") == output_chars:
+                return size
+            if k < len(lines):
+                shown += len(lines[k]) + 1
+        return output_chars
+    for digits in range(1, 16):
+        budget = output_chars - len(f"\n... [{'0' * digits} more characters cut]")
+        if budget > 0 and len(str(full - budget)) == digits:
+            return budget
+    return output_chars
 
 
 def _norm_text(text: str) -> str:

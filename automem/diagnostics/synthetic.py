@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -45,7 +46,7 @@ class Step:
 
 
 def write_episode(
-    root: str | Storage,
+    root: str | os.PathLike | Storage,
     run_id: str,
     episode_id: str,
     steps: Sequence[Step],
@@ -67,7 +68,7 @@ def write_episode(
         quotas: the memory quotas the operations ran under.
         meta: episode fields (env_id, seed, scaffold_id, memory_model, ...); defaults fill the rest.
     """
-    st = root if isinstance(root, Storage) else Storage(root)
+    st = root if isinstance(root, Storage) else Storage(str(root))
     key = {"run_id": run_id, "episode_id": episode_id, "attempt": attempt}
     log: list[OpRecord] = []
     store = MemoryStore.in_memory(quotas=quotas)
