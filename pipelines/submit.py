@@ -21,11 +21,11 @@ import sys
 from automem import env_vars
 
 _PASS_ENV = (
-    "AWS_ENDPOINT_URL",
-    "AWS_ACCESS_KEY_ID",
-    "AWS_SECRET_ACCESS_KEY",
-    "AWS_DEFAULT_REGION",
-    "AUTOMEM_API_KEY",
+    env_vars.AWS_ENDPOINT_URL,
+    env_vars.AWS_ACCESS_KEY_ID,
+    env_vars.AWS_SECRET_ACCESS_KEY,
+    env_vars.AWS_DEFAULT_REGION,
+    env_vars.AUTOMEM_API_KEY,
 )
 
 
