@@ -15,15 +15,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 
 @pytest.fixture(scope="session")
-def ray_session():
-    """The shared local Ray cluster (started once per test session; 8 logical CPUs on this 2-core machine)."""
-    import ray
-
-    os.environ["RAY_AUTH_MODE"] = "disabled"
-    if not ray.is_initialized():
-        ray.init(num_cpus=8, include_dashboard=False, log_to_driver=False)
-    yield ray
-    # Shut down at the end of the session by whoever started it (pytest exits right after).
+def ray_session(ray_cluster):
+    """The shared local Ray cluster of tests/conftest.py (started once per session)."""
+    return ray_cluster
 
 
 @pytest.fixture(scope="session")
