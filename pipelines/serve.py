@@ -129,14 +129,18 @@ def _stop() -> int:
         return 0
     if pid_alive(state.pid):
         print(f"stopping the endpoint (pid {state.pid}) ...", flush=True)
-        # SIGTERM lets the serving process delete the app, stop the S3 server and shut down its own cluster.
-        os.kill(state.pid, signal.SIGTERM)
+        # SIGINT (a KeyboardInterrupt there) lets it delete the app, stop the S3 server and shut down its own
+        # cluster. Not SIGTERM: Ray's failure-signal handler logs SIGTERM and re-raises it, ending the process
+        # before Python-level cleanup finishes.
+        os.kill(state.pid, signal.SIGINT)
         deadline = time.monotonic() + 90
         while pid_alive(state.pid) and time.monotonic() < deadline:
             time.sleep(0.5)
         if pid_alive(state.pid):
             _err("it did not exit within 90 s; killing its process group")
             stop_process_group(state.pid, 10)
+    if state.s3_pid and pid_alive(state.s3_pid):
+        stop_process_group(state.s3_pid, 10)  # in its own process group, so not reached above
     clear_state()
     print("stopped")
     return 0
@@ -264,6 +268,7 @@ def _foreground(cfg, path: str | None) -> int:
         endpoint = start_endpoint(cfg, progress=progress, log_dir=state_dir())
         state.adapter_registry = endpoint.registry.uri if endpoint.registry else None
         state.s3_endpoint = endpoint.local_s3.url if endpoint.local_s3 else None
+        state.s3_pid = endpoint.local_s3.pid if endpoint.local_s3 else None
         state.phase = "ready"
         progress(f"serving {cfg.model.id} at {cfg.base_url} (ready after {endpoint.ready_s:.0f} s)")
         print(cfg.base_url, flush=True)
@@ -278,6 +283,9 @@ def _foreground(cfg, path: str | None) -> int:
         return 1
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)  # finish cleaning up even if asked twice
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        if endpoint is not None and endpoint.local_s3 is not None:
+            endpoint.local_s3.stop()  # first: quick, and a separate process group nobody else would stop
         stop_endpoint(endpoint)
         if started_cluster:
             import ray

@@ -40,6 +40,8 @@ class EndpointState:
     """The adapter registry URI (s3://...), when LoRA is on."""
     s3_endpoint: str | None = None
     """The local S3 server's URL, when the embedded registry is used."""
+    s3_pid: int | None = None
+    """The local S3 server's process (its own process group)."""
     started_cluster: bool = False
     """Whether the serving process started its own Ray cluster (stopped with it)."""
     log: str | None = None
