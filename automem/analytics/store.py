@@ -2,9 +2,9 @@
 
 ``connect(root)`` returns a DuckDB connection with one view per table (``episodes``, ``steps``, ``turns``,
 ``memory_ops``, ``memory_files``, ``attempts``). Rows of episodes whose ``episodes`` record is not committed are
-never visible: files are first narrowed to committed episodes by name (the writer names them after the episode),
-then rows are semi-joined on ``(run_id, episode_id, attempt)``, which also hides a crashed commit of a later
-attempt.
+never visible: the ``episodes`` rows (the commit records) are read once into memory; the files of the other tables
+are narrowed to committed episodes by name (the writer names them after the episode) and their rows to the
+attempt that committed, which also hides what a crashed commit of another attempt left behind.
 
 Local roots are read by DuckDB's own Parquet reader (parallel, with projection and filter pushdown). ``s3://``
 roots are read through a ``pyarrow.dataset`` on the store's ``S3FileSystem``, registered as a view: DuckDB's
@@ -51,11 +51,20 @@ def committed_files(root: str | Storage, table: str, keys: pa.Table | None = Non
     if table not in TABLES:
         raise KeyError(f"no table {table!r}; tables: {', '.join(TABLES)}")
     st = _storage(root)
-    files = [f for f in st.list_files(st.path("tables", table)) if f.endswith(".parquet")]
+    files = _listing(st, table)
     if table in ("episodes", "attempts"):
         return files
     keys = committed_keys(st) if keys is None else keys
     wanted = set(zip(keys.column("run_id").to_pylist(), keys.column("episode_id").to_pylist(), strict=True))
+    return _narrow(files, wanted)
+
+
+def _listing(st: Storage, table: str) -> list[str]:
+    return [f for f in st.list_files(st.path("tables", table)) if f.endswith(".parquet")]
+
+
+def _narrow(files: list[str], wanted: set[tuple[str, str]]) -> list[str]:
+    """The files named after a committed ``(run, episode)``."""
     out = []
     for path in files:
         run, name = path.rsplit("/", 2)[-2:]
@@ -65,8 +74,48 @@ def committed_files(root: str | Storage, table: str, keys: pa.Table | None = Non
     return out
 
 
+def _by_attempt(files: list[str], committed: dict[tuple[str, str], int]) -> dict[int, list[str]]:
+    """Files named after a committed ``(run, episode)``, grouped by the attempt that committed."""
+    out: dict[int, list[str]] = {}
+    for path in files:
+        run, name = path.rsplit("/", 2)[-2:]
+        m = PART_NAME.match(name)
+        if m and (run, m["episode"]) in committed:
+            out.setdefault(committed[(run, m["episode"])], []).append(path)
+    return out
+
+
 def _sql_list(paths: list[str]) -> str:
     return "[" + ", ".join("'" + p.replace("'", "''") + "'" for p in paths) + "]"
+
+
+def _source(con: duckdb.DuckDBPyConnection, name: str, st: Storage, table: str, files: list[str]) -> str:
+    """A relation over ``files`` usable in SQL: DuckDB's Parquet reader locally, a pyarrow dataset on S3."""
+    if st.is_s3:
+        con.register(name, ds.dataset(files, schema=TABLES[table], format="parquet", filesystem=st.fs))
+        return name
+    return f"read_parquet({_sql_list(files)})"
+
+
+def _committed_view(
+    con: duckdb.DuckDBPyConnection, st: Storage, table: str, committed: dict[tuple[str, str], int]
+) -> None:
+    """The view of a streamed table (or memory_files): rows of the exact attempt that committed.
+
+    Files are named after their episode, so the file name picks the episode and a filter on the attempt
+    (an integer, checked against Parquet statistics) picks the attempt: no join on string keys over every row,
+    which on a million-step store cost more than the query itself.
+    """
+    groups = _by_attempt(_listing(st, table), committed)
+    if not groups:
+        con.register(f"_empty_{table}", TABLES[table].empty_table())
+        con.execute(f"CREATE VIEW {table} AS SELECT * FROM _empty_{table}")
+        return
+    parts = [
+        f"SELECT * FROM {_source(con, f'_raw_{table}_a{a}', st, table, files)} WHERE attempt = {int(a)}"
+        for a, files in sorted(groups.items())
+    ]
+    con.execute(f"CREATE VIEW {table} AS " + " UNION ALL ".join(parts))
 
 
 def connect(
@@ -89,27 +138,34 @@ def connect(
     con = duckdb.connect(":memory:")
     if threads:
         con.execute(f"SET threads = {int(threads)}")
-    keys = committed_keys(st)
-    for table in TABLES:
-        files = committed_files(st, table, keys)
-        raw = f"_raw_{table}"
-        if not files:
-            con.register(raw, TABLES[table].empty_table())
-        elif st.is_s3:
-            con.register(raw, ds.dataset(files, schema=TABLES[table], format="parquet", filesystem=st.fs))
-        else:
-            con.execute(f"CREATE VIEW {raw} AS SELECT * FROM read_parquet({_sql_list(files)})")
-        if table == "episodes" or table == "attempts":
-            con.execute(f"CREATE VIEW {table} AS SELECT * FROM {raw}")
-        else:
-            # The episodes view is the commit record: a row is visible only if its exact attempt committed.
-            con.execute(f"CREATE VIEW {table} AS SELECT * FROM {raw} SEMI JOIN episodes USING ({_KEYS})")
+    # The commit records: one small row per episode, but one file per episode, so on large stores the cost is
+    # per file. The keys are read once, narrow (they pick the other tables' files and attempts); the episodes
+    # view reads the files lazily, so a query pays only for the columns it uses.
+    files = _listing(st, "episodes")
+    if files:
+        con.execute(
+            f"CREATE VIEW _episodes AS SELECT * FROM {_source(con, '_raw_episodes', st, 'episodes', files)}"
+        )
+    else:
+        con.register("_episodes", TABLES["episodes"].empty_table())
+    con.execute("CREATE VIEW episodes AS SELECT * FROM _episodes")
     if episodes:
         con.register("_selected", select_episodes(con, episodes))
-        # Every other view semi-joins ``episodes``, so narrowing it narrows them all.
         con.execute(
-            f"CREATE OR REPLACE VIEW episodes AS SELECT * FROM _raw_episodes SEMI JOIN _selected USING ({_KEYS})"
+            f"CREATE OR REPLACE VIEW episodes AS SELECT * FROM _episodes SEMI JOIN _selected USING ({_KEYS})"
         )
+    committed = {
+        (r, e): a for r, e, a in con.sql("SELECT run_id, episode_id, attempt FROM episodes").fetchall()
+    }
+    for table in TABLES:
+        if table == "attempts":
+            files = _listing(st, table)
+            if not files:
+                con.register("_raw_attempts", TABLES[table].empty_table())
+            src = _source(con, "_raw_attempts", st, table, files) if files else "_raw_attempts"
+            con.execute(f"CREATE VIEW attempts AS SELECT * FROM {src}")
+        elif table != "episodes":
+            _committed_view(con, st, table, committed)
     return con
 
 
