@@ -30,14 +30,15 @@ FROM episodes ORDER BY run_id, episode_id, attempt
 """
 _OPS_SQL = f"""
 SELECT run_id, episode_id, attempt, step, phase, turn, seq, op, args, ok, read_only, error_kind, output_chars
-FROM memory_ops ORDER BY run_id, episode_id, attempt, step, {PHASE_ORDER_SQL}, turn, seq
+FROM memory_ops SEMI JOIN _chunk USING (run_id, episode_id, attempt)
+ORDER BY run_id, episode_id, attempt, step, {PHASE_ORDER_SQL}, turn, seq
 """
 # Observations are fetched only for episodes whose env gave no state_key (the fallback needs them).
 _STEPS_SQL = """
 WITH s AS (
   SELECT run_id, episode_id, attempt, step, action_valid, observation,
          json_extract_string(info_json, '$.state_key') AS state_key
-  FROM steps
+  FROM steps SEMI JOIN _chunk USING (run_id, episode_id, attempt)
 )
 SELECT run_id, episode_id, attempt, step, action_valid, state_key,
        CASE WHEN count(*) FILTER (WHERE state_key IS NULL) OVER (PARTITION BY run_id, episode_id, attempt) > 0
@@ -73,54 +74,65 @@ def _grouped(table: pa.Table) -> Iterator[tuple[tuple, list[dict[str, Any]]]]:
             start = i
 
 
-def analyse_store(con: duckdb.DuckDBPyConnection) -> EpisodeDiagnostics:
+def analyse_store(con: duckdb.DuckDBPyConnection, *, chunk: int = 256) -> EpisodeDiagnostics:
     """Compute every episode's counts from the committed views of ``con``.
 
     Returns:
         ``table`` with the episode key and metadata, then counts: steps, invalid/assessed/unproductive actions,
         operations and errors (``err_<kind>`` per error kind), writes and redundant writes, repeated operations,
         searches and empty searches, lines written and read back, final memory bytes/lines/files, tokens and
-        LLM seconds, progression.
+        LLM seconds, progression. Episodes are read ``chunk`` at a time, so memory stays bounded.
     """
     episodes = con.sql(_EPISODES_SQL).to_arrow_table().to_pylist()
-    ops = dict(_grouped(con.sql(_OPS_SQL).to_arrow_table()))
-    steps = dict(_grouped(con.sql(_STEPS_SQL).to_arrow_table()))
-    rows, sizes, quality = [], {}, {}
-    for ep in episodes:
-        key = tuple(ep[k] for k in KEY)
-        mq = analyse_ops(ops.get(key, []))
-        aq = analyse_steps(steps.get(key, []))
-        sizes[key], quality[key] = mq.size_by_step, mq
-        row = dict(ep)
-        row.update(
-            steps=aq.steps or ep["steps"] or 0,
-            invalid_actions=aq.invalid,
-            assessed_actions=aq.assessed,
-            unproductive_actions=aq.unproductive,
-            state_method=aq.method,
-            ops=mq.ops,
-            op_errors=mq.op_errors,
-            **{f"err_{k}": mq.errors_by_kind.get(k, 0) for k in ERROR_KINDS},
-            writes=mq.writes,
-            redundant_writes=mq.redundant_writes,
-            repeated_ops=mq.repeated_ops,
-            reads=mq.reads,
-            searches=mq.searches,
-            empty_searches=mq.empty_searches,
-            lines_written=mq.lines_written,
-            lines_read_back=mq.lines_read_back,
-            memory_bytes=mq.final_bytes,
-            memory_lines=mq.final_lines,
-            memory_files=mq.final_files,
-            max_memory_bytes=max((b for b, _, _ in mq.size_by_step.values()), default=0),
-            tokens=(ep["prompt_tokens"] or 0) + (ep["completion_tokens"] or 0),
-            llm_seconds=ep["llm_seconds"] or 0.0,
-            progression=ep["progression"] or 0.0,
-            progression_points=100.0 * (ep["progression"] or 0.0),
-            replay_mismatches=mq.replay_mismatches,
-        )
-        rows.append(row)
+    rows: list[dict[str, Any]] = []
+    sizes: dict[tuple, dict[int, tuple[int, int, int]]] = {}
+    quality: dict[tuple, MemoryQuality] = {}
+    for start in range(0, len(episodes), chunk):
+        part = episodes[start : start + chunk]
+        con.register("_chunk", pa.Table.from_pylist([{k: ep[k] for k in KEY} for ep in part]))
+        ops = dict(_grouped(con.sql(_OPS_SQL).to_arrow_table()))
+        steps = dict(_grouped(con.sql(_STEPS_SQL).to_arrow_table()))
+        con.unregister("_chunk")
+        for ep in part:
+            rows.append(_episode_row(ep, ops, steps, sizes, quality))
     return EpisodeDiagnostics(pa.Table.from_pylist(rows) if rows else _empty(), sizes, quality)
+
+
+def _episode_row(ep: dict, ops: dict, steps: dict, sizes: dict, quality: dict) -> dict[str, Any]:
+    """One episode's row of counts (and its sizes and quality, recorded in ``sizes`` and ``quality``)."""
+    key = tuple(ep[k] for k in KEY)
+    mq = analyse_ops(ops.get(key, []))
+    aq = analyse_steps(steps.get(key, []))
+    sizes[key], quality[key] = mq.size_by_step, mq
+    row = dict(ep)
+    row.update(
+        steps=aq.steps or ep["steps"] or 0,
+        invalid_actions=aq.invalid,
+        assessed_actions=aq.assessed,
+        unproductive_actions=aq.unproductive,
+        state_method=aq.method,
+        ops=mq.ops,
+        op_errors=mq.op_errors,
+        **{f"err_{k}": mq.errors_by_kind.get(k, 0) for k in ERROR_KINDS},
+        writes=mq.writes,
+        redundant_writes=mq.redundant_writes,
+        repeated_ops=mq.repeated_ops,
+        reads=mq.reads,
+        searches=mq.searches,
+        empty_searches=mq.empty_searches,
+        lines_written=mq.lines_written,
+        lines_read_back=mq.lines_read_back,
+        memory_bytes=mq.final_bytes,
+        memory_lines=mq.final_lines,
+        memory_files=mq.final_files,
+        max_memory_bytes=max((b for b, _, _ in mq.size_by_step.values()), default=0),
+        tokens=(ep["prompt_tokens"] or 0) + (ep["completion_tokens"] or 0),
+        llm_seconds=ep["llm_seconds"] or 0.0,
+        progression=ep["progression"] or 0.0,
+        progression_points=100.0 * (ep["progression"] or 0.0),
+        replay_mismatches=mq.replay_mismatches,
+    )
+    return row
 
 
 def _empty() -> pa.Table:

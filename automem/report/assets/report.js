@@ -36,7 +36,7 @@
     if (a >= 1e5) return v.toExponential(2);
     if (a >= 100) return v.toFixed(0);
     if (a >= 1) return v.toFixed(2);
-    if (a >= 1e-3) return v.toFixed(3);
+    if (a >= 1e-3) return String(+v.toPrecision(3));
     return v.toExponential(1);
   }
   function niceTicks(lo, hi, n) {
