@@ -10,7 +10,10 @@ import sys
 
 def cli(*args, stdin=None):
     return subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", "memory", "run", *args], capture_output=True, text=True, input=stdin
+        [sys.executable, "-m", "pipelines.cli", "memory", "run", *args],
+        capture_output=True,
+        text=True,
+        input=stdin,
     )
 
 
