@@ -92,6 +92,7 @@ def run(args: argparse.Namespace) -> int:
         repair,
     )
     from automem.trajectory.runs import write_manifest
+    from automem.trajectory.storage import aws_credentials
     from pipelines._common import env_family, known_env_ids, resolve_endpoint
 
     # -- validate everything before anything starts ------------------------------------------------------------
@@ -177,7 +178,7 @@ def run(args: argparse.Namespace) -> int:
         }.items()
         if v
     }
-    actor_env.update(_aws_credentials())
+    actor_env.update(aws_credentials())
     how = init_ray(args.address)
     print(f"ray: {how}; endpoint {endpoint}; writing to {args.out} (run {run_id})", file=sys.stderr)
     if not args.resume:
@@ -246,20 +247,6 @@ def _next_attempts(storage, run_id: str) -> dict[str, int]:
         table.column("episode_id").to_pylist(), table.column("attempt").to_pylist(), strict=True
     ):
         out[eid] = max(out.get(eid, 1), att + 1)
-    return out
-
-
-def _aws_credentials() -> dict[str, str]:
-    """Credentials the runners need for s3:// roots, copied from the driver's environment if set."""
-    import boto3
-
-    creds = boto3.Session().get_credentials()
-    if creds is None:
-        return {}
-    frozen = creds.get_frozen_credentials()
-    out = {"AWS_ACCESS_KEY_ID": frozen.access_key, "AWS_SECRET_ACCESS_KEY": frozen.secret_key}
-    if frozen.token:
-        out["AWS_SESSION_TOKEN"] = frozen.token
     return out
 
 

@@ -28,7 +28,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from automem.memory.quotas import Quotas
+from automem.memory.quotas import UNLIMITED_QUOTAS
 from automem.memory.results import ERROR_KINDS
 from automem.memory.store import MemoryStore
 
@@ -36,14 +36,7 @@ WRITE_OPS = frozenset({"APPEND", "WRITE", "UPSERT", "REPLACE"})
 LINE_READ_OPS = frozenset({"READ", "TAIL", "SEARCH"})
 PHASE_ORDER = {"init": 0, "log": 1, "plan": 2}
 # Replay must accept everything the live run accepted, and return reads uncut (the cut is applied afterwards).
-_UNLIMITED = Quotas(
-    max_files=10**9,
-    max_file_bytes=10**15,
-    max_total_bytes=10**15,
-    max_line_chars=10**9,
-    max_ops_per_turn=10**9,
-    max_output_chars=10**9,
-)
+_UNLIMITED = UNLIMITED_QUOTAS
 _SEARCH_HIT = re.compile(r"(.*?):(\d+): ")
 _BLANK = -1  # identity of blank lines and of the scaffold's initial lines: never counted
 

@@ -9,19 +9,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from automem.memory.quotas import Quotas
+from automem.memory.quotas import UNLIMITED_QUOTAS
 from automem.memory.results import OpRecord
 from automem.memory.store import MemoryStore
 
 # Replay must never refuse what the live run accepted, so it runs without limits.
-_UNLIMITED = Quotas(
-    max_files=10**9,
-    max_file_bytes=10**15,
-    max_total_bytes=10**15,
-    max_line_chars=10**9,
-    max_ops_per_turn=10**9,
-    max_output_chars=10**9,
-)
+_UNLIMITED = UNLIMITED_QUOTAS
 
 
 class OpLog(list[OpRecord]):

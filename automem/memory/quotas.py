@@ -25,3 +25,13 @@ class Quotas(BaseModel):
 
 
 DEFAULT_QUOTAS = Quotas()
+
+# For replay and analysis: accepts everything a live run accepted and returns outputs uncut.
+UNLIMITED_QUOTAS = Quotas(
+    max_files=10**9,
+    max_file_bytes=10**15,
+    max_total_bytes=10**15,
+    max_line_chars=10**9,
+    max_ops_per_turn=10**9,
+    max_output_chars=10**9,
+)

@@ -14,18 +14,11 @@ from collections import defaultdict
 from typing import Any
 
 from automem.diagnostics.memory_quality import LINE_READ_OPS, op_order
-from automem.memory.quotas import Quotas
+from automem.memory.quotas import UNLIMITED_QUOTAS
 from automem.memory.store import MemoryStore
 
 _SHOWN_OUTPUT = 600  # characters of a read's output shown per operation
-_UNLIMITED = Quotas(
-    max_files=10**9,
-    max_file_bytes=10**15,
-    max_total_bytes=10**15,
-    max_line_chars=10**9,
-    max_ops_per_turn=10**9,
-    max_output_chars=10**9,
-)
+_UNLIMITED = UNLIMITED_QUOTAS
 
 
 def _memory_changes(before: dict[str, str], after: dict[str, str]) -> dict[str, dict[str, Any]]:

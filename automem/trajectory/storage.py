@@ -38,20 +38,31 @@ class StorageError(RuntimeError):
     """The storage root could not be used (after retries, where they apply)."""
 
 
+def aws_credentials() -> dict[str, str]:
+    """The S3 credentials boto3 resolves here (env, config files, ...), as environment variables for others."""
+    import boto3
+
+    creds = boto3.Session().get_credentials()
+    if creds is None:
+        return {}
+    frozen = creds.get_frozen_credentials()
+    out = {"AWS_ACCESS_KEY_ID": frozen.access_key, "AWS_SECRET_ACCESS_KEY": frozen.secret_key}
+    if frozen.token:
+        out["AWS_SESSION_TOKEN"] = frozen.token
+    return out
+
+
 def s3_filesystem(endpoint: str | None = None, **kw) -> pafs.S3FileSystem:
     """An S3 filesystem for ``AWS_ENDPOINT_URL`` (or ``endpoint``), e.g. moto's server on loopback."""
     endpoint = endpoint or env_vars.AWS_ENDPOINT_URL.get()
     opts: dict = {"region": env_vars.AWS_DEFAULT_REGION.get(), **kw}
     # Resolve credentials here and pass them explicitly: the filesystem is pickled into Ray tasks (Ray Data),
     # whose processes may not have this one's environment.
-    import boto3
-
-    creds = boto3.Session().get_credentials()
-    if creds is not None:
-        frozen = creds.get_frozen_credentials()
-        opts.update(access_key=frozen.access_key, secret_key=frozen.secret_key)
-        if frozen.token:
-            opts["session_token"] = frozen.token
+    creds = aws_credentials()
+    if creds:
+        opts.update(access_key=creds["AWS_ACCESS_KEY_ID"], secret_key=creds["AWS_SECRET_ACCESS_KEY"])
+        if "AWS_SESSION_TOKEN" in creds:
+            opts["session_token"] = creds["AWS_SESSION_TOKEN"]
     if endpoint:
         parsed = urlparse(endpoint)
         opts["endpoint_override"] = parsed.netloc or parsed.path
