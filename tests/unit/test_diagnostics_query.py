@@ -12,8 +12,6 @@ import pyarrow as pa
 import pytest
 
 from automem.diagnostics.synthetic import Step, write_episode
-from automem.trajectory import Storage
-from automem.trajectory.schemas import TABLES
 from pipelines.cli import main
 
 
@@ -34,17 +32,12 @@ def store(tmp_path):
     root = tmp_path / "store"
     write_episode(root, "run1", "ep-a", steps(3), seed=1)
     write_episode(root, "run1", "ep-b", steps(4), seed=2)
-    write_episode(root, "run1", "ep-crashed", steps(5), commit=False)  # rows on disk, no episodes record
-    # A later attempt of ep-a that crashed mid-commit: a part with attempt 2 moved in, no new episodes record.
-    st = Storage(str(root))
-    stray = [
-        {**r, "attempt": 2}
-        for r in pa.parquet.read_table(st.path("tables", "steps", "run1", "ep-a-p00000.parquet")).to_pylist()
-    ]
-    st.write_table(
-        st.path("tables", "steps", "run1", "ep-a-p00001.parquet"),
-        pa.Table.from_pylist(stray, TABLES["steps"]),
-    )
+    write_episode(
+        root, "run1", "ep-crashed", steps(5), commit=False
+    )  # rows stored, commit record never written
+    # An episode whose first attempt crashed at its commit point and whose second attempt committed.
+    write_episode(root, "run1", "ep-retried", steps(6), seed=3, commit=False)
+    write_episode(root, "run1", "ep-retried", steps(2), seed=3, attempt=2)
     return str(root)
 
 
@@ -57,9 +50,14 @@ def test_only_committed_rows_are_visible(store):
         "(SELECT count(*) FROM turns) t, (SELECT count(*) FROM memory_ops) o, "
         "(SELECT count(*) FROM memory_files) f",
     ).to_pylist()[0]
-    assert counts == {"e": 2, "s": 7, "t": 7 * 3, "o": 7 * 2, "f": 2}
-    ids = automem.query(store, "SELECT DISTINCT episode_id, attempt FROM steps ORDER BY 1").to_pylist()
-    assert ids == [{"episode_id": "ep-a", "attempt": 1}, {"episode_id": "ep-b", "attempt": 1}]
+    assert counts == {"e": 3, "s": 9, "t": 9 * 3, "o": 9 * 2, "f": 3}
+    for table in ("steps", "turns", "memory_ops", "memory_files"):
+        ids = automem.query(store, f"SELECT DISTINCT episode_id, attempt FROM {table} ORDER BY 1").to_pylist()
+        assert ids == [
+            {"episode_id": "ep-a", "attempt": 1},
+            {"episode_id": "ep-b", "attempt": 1},
+            {"episode_id": "ep-retried", "attempt": 2},
+        ], table
 
 
 def test_query_returns_arrow_and_keeps_types(store):
@@ -89,12 +87,13 @@ def test_cli_table_csv_and_json(store, capsys):
     sql = "SELECT episode_id, steps, progression FROM episodes ORDER BY episode_id"
     assert main(["query", store, sql]) == 0
     out = capsys.readouterr().out
-    assert "episode_id" in out and "ep-b" in out and "(2 rows)" in out
+    assert "episode_id" in out and "ep-b" in out and "(3 rows)" in out
     assert main(["query", store, sql, "--csv"]) == 0
     assert capsys.readouterr().out.splitlines() == [
         "episode_id,steps,progression",
         "ep-a,3,0.0",
         "ep-b,4,0.0",
+        "ep-retried,2,0.0",
     ]
     assert (
         main(
@@ -144,9 +143,9 @@ def test_diagnose_cli_text_and_json(store, capsys):
     assert "redundant_write_rate" in out and "s0 / m" in out
     assert main(["diagnose", store, "--by", "env", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
-    assert [r["env_id"] for r in rows] == ["corridor-v0"] and rows[0]["episodes"] == 2
+    assert [r["env_id"] for r in rows] == ["corridor-v0"] and rows[0]["episodes"] == 3
     assert main(["diagnose", store, "--per-episode", "--json"]) == 0
-    assert {r["episode_id"] for r in json.loads(capsys.readouterr().out)} == {"ep-a", "ep-b"}
+    assert {r["episode_id"] for r in json.loads(capsys.readouterr().out)} == {"ep-a", "ep-b", "ep-retried"}
 
 
 def _same_seeds_store(root, scaffold, redundant):
