@@ -20,10 +20,10 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 import pyarrow.dataset as ds
 
-from automem.trajectory.reader import committed_keys
+from automem.trajectory.reader import committed_files, table_files
 from automem.trajectory.schemas import TABLES
 from automem.trajectory.storage import Storage
-from automem.trajectory.writer import PART_NAME
+from automem.trajectory.writer import episode_of
 
 if TYPE_CHECKING:
     import duckdb
@@ -37,51 +37,13 @@ def _storage(root: str | Storage) -> Storage:
     return root if isinstance(root, Storage) else Storage(root)
 
 
-def committed_files(root: str | Storage, table: str, keys: pa.Table | None = None) -> list[str]:
-    """The Parquet files of ``table`` that belong to committed episodes, as paths on ``Storage(root).fs``.
-
-    Files are named ``tables/<table>/<run>/<episode>[-pNNNNN].parquet``; a file whose run and episode have no
-    committed ``episodes`` row is left out. ``episodes`` and ``attempts`` files are returned as they are.
-
-    Args:
-        root: local folder or ``s3://bucket/prefix``.
-        table: one of the store's tables.
-        keys: the committed keys, when the caller already has them.
-    """
-    if table not in TABLES:
-        raise KeyError(f"no table {table!r}; tables: {', '.join(TABLES)}")
-    st = _storage(root)
-    files = _listing(st, table)
-    if table in ("episodes", "attempts"):
-        return files
-    keys = committed_keys(st) if keys is None else keys
-    wanted = set(zip(keys.column("run_id").to_pylist(), keys.column("episode_id").to_pylist(), strict=True))
-    return _narrow(files, wanted)
-
-
-def _listing(st: Storage, table: str) -> list[str]:
-    return [f for f in st.list_files(st.path("tables", table)) if f.endswith(".parquet")]
-
-
-def _narrow(files: list[str], wanted: set[tuple[str, str]]) -> list[str]:
-    """The files named after a committed ``(run, episode)``."""
-    out = []
-    for path in files:
-        run, name = path.rsplit("/", 2)[-2:]
-        m = PART_NAME.match(name)
-        if m and (run, m["episode"]) in wanted:
-            out.append(path)
-    return out
-
-
-def _by_attempt(files: list[str], committed: dict[tuple[str, str], int]) -> dict[int, list[str]]:
+def _by_attempt(table: str, files: list[str], committed: dict[tuple[str, str], int]) -> dict[int, list[str]]:
     """Files named after a committed ``(run, episode)``, grouped by the attempt that committed."""
     out: dict[int, list[str]] = {}
     for path in files:
-        run, name = path.rsplit("/", 2)[-2:]
-        m = PART_NAME.match(name)
-        if m and (run, m["episode"]) in committed:
-            out.setdefault(committed[(run, m["episode"])], []).append(path)
+        key = episode_of(table, path)
+        if key in committed:
+            out.setdefault(committed[key], []).append(path)
     return out
 
 
@@ -106,7 +68,7 @@ def _committed_view(
     (an integer, checked against Parquet statistics) picks the attempt: no join on string keys over every row,
     which on a million-step store cost more than the query itself.
     """
-    groups = _by_attempt(_listing(st, table), committed)
+    groups = _by_attempt(table, table_files(st, table), committed)
     if not groups:
         con.register(f"_empty_{table}", TABLES[table].empty_table())
         con.execute(f"CREATE VIEW {table} AS SELECT * FROM _empty_{table}")
@@ -141,7 +103,7 @@ def connect(
     # The commit records: one small row per episode, but one file per episode, so on large stores the cost is
     # per file. The keys are read once, narrow (they pick the other tables' files and attempts); the episodes
     # view reads the files lazily, so a query pays only for the columns it uses.
-    files = _listing(st, "episodes")
+    files = table_files(st, "episodes")
     if files:
         con.execute(
             f"CREATE VIEW _episodes AS SELECT * FROM {_source(con, '_raw_episodes', st, 'episodes', files)}"
@@ -159,7 +121,7 @@ def connect(
     }
     for table in TABLES:
         if table == "attempts":
-            files = _listing(st, table)
+            files = table_files(st, table)
             if not files:
                 con.register("_raw_attempts", TABLES[table].empty_table())
             src = _source(con, "_raw_attempts", st, table, files) if files else "_raw_attempts"

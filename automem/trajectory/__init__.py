@@ -1,13 +1,25 @@
 """The trajectory store: Arrow schemas, streaming Parquet writer with a commit protocol, readers."""
 
-from automem.trajectory.reader import committed_keys, dataset, load, read_manifest
-from automem.trajectory.runs import committed_episode_ids, repair, write_manifest
+from automem.trajectory.reader import committed_files, committed_keys, dataset, load, read_manifest
+from automem.trajectory.runs import (
+    RunBusy,
+    RunLease,
+    committed_episode_ids,
+    repair,
+    staged_attempts,
+    write_manifest,
+)
 from automem.trajectory.schemas import SCHEMA_VERSION, TABLES
 from automem.trajectory.storage import Storage, StorageError, s3_filesystem
-from automem.trajectory.writer import EpisodeWriter, check_id
+from automem.trajectory.writer import AlreadyCommitted, EpisodeWriter, check_id
 
 __all__ = [
     "SCHEMA_VERSION",
+    "AlreadyCommitted",
+    "RunBusy",
+    "RunLease",
+    "committed_files",
+    "staged_attempts",
     "TABLES",
     "EpisodeWriter",
     "Storage",

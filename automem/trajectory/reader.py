@@ -1,4 +1,10 @@
-"""Reading the committed store: pyarrow datasets, and ``load`` which keeps committed episodes only."""
+"""Reading the committed store: pyarrow datasets and ``load``, both of committed episodes only.
+
+The files of a table are ``tables/<table>/<run>/<episode>.parquet`` (``-a<attempt>`` in ``attempts``). An
+episode is committed once its ``episodes`` file exists; the other tables' files are written just before it, so a
+listing of a folder can briefly show an episode whose record is being written (or, after a killed process, one
+whose commit never finished, until ``repair``). The readers here list only files of committed episodes.
+"""
 
 from __future__ import annotations
 
@@ -11,19 +17,44 @@ import pyarrow.dataset as ds
 
 from automem.trajectory.schemas import TABLES
 from automem.trajectory.storage import Storage
+from automem.trajectory.writer import episode_of
 
 
 def _storage(root: str | Storage) -> Storage:
     return root if isinstance(root, Storage) else Storage(root)
 
 
-def dataset(root: str | Storage, table: str) -> ds.Dataset:
-    """A pyarrow dataset over one committed table (empty, with the right schema, if nothing is there yet)."""
+def table_files(root: str | Storage, table: str) -> list[str]:
+    """Every Parquet file in ``tables/<table>/`` (committed or not), as paths on ``Storage(root).fs``."""
     if table not in TABLES:
         raise KeyError(f"no table {table!r}; tables: {', '.join(TABLES)}")
     st = _storage(root)
-    files = [f for f in st.list_files(st.path("tables", table)) if f.endswith(".parquet")]
-    return ds.dataset(files, schema=TABLES[table], format="parquet", filesystem=st.fs)
+    return [f for f in st.list_files(st.path("tables", table)) if f.endswith(".parquet")]
+
+
+def committed_files(root: str | Storage, table: str, keys: pa.Table | None = None) -> list[str]:
+    """The files of ``table`` that belong to committed episodes (``episodes`` and ``attempts``: all of them).
+
+    Args:
+        root: local folder or ``s3://bucket/prefix``.
+        table: one of the store's tables.
+        keys: the committed keys (``committed_keys``), when the caller already has them.
+    """
+    st = _storage(root)
+    files = table_files(st, table)
+    if table in ("episodes", "attempts"):
+        return files
+    keys = committed_keys(st) if keys is None else keys
+    wanted = set(zip(keys.column("run_id").to_pylist(), keys.column("episode_id").to_pylist(), strict=True))
+    return [path for path in files if episode_of(table, path) in wanted]
+
+
+def dataset(root: str | Storage, table: str, *, keys: pa.Table | None = None) -> ds.Dataset:
+    """A pyarrow dataset over the committed files of one table (empty, with its schema, if there are none)."""
+    st = _storage(root)
+    return ds.dataset(
+        committed_files(st, table, keys), schema=TABLES[table], format="parquet", filesystem=st.fs
+    )
 
 
 def committed_keys(root: str | Storage, run_id: str | None = None) -> pa.Table:
@@ -61,7 +92,7 @@ def load(
         if columns and name in columns:
             cols = list(dict.fromkeys(["run_id", "episode_id", "attempt", *columns[name]]))
         filt = pc.field("run_id") == run_id if run_id else None
-        table = dataset(st, name).to_table(columns=cols, filter=filt)
+        table = dataset(st, name, keys=keys).to_table(columns=cols, filter=filt)
         if name not in ("episodes", "attempts"):
             # Arrow's join cannot carry list columns (memory_ops.args), so filter on a composite key instead.
             table = table.filter(pc.is_in(_composite(table), value_set=_composite(keys)))

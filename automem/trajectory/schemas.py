@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-SCHEMA_VERSION = "1"
+# 2: one committed file per table per episode (1 had one file per streamed part).
+SCHEMA_VERSION = "2"
 
 _KEY = [
     pa.field("run_id", pa.string(), nullable=False),

@@ -8,8 +8,10 @@ unreachable for a while delays writes instead of losing them.
 from __future__ import annotations
 
 import logging
+import os
 import random
 import time
+import uuid
 from collections.abc import Callable
 from typing import TypeVar
 from urllib.parse import urlparse
@@ -32,6 +34,11 @@ _PERMANENT = (
     "INVALID_ACCESS_KEY",
     "SIGNATURE_DOES_NOT_MATCH",
 )
+
+
+# Local files being written are hidden under this prefix until renamed into place; pyarrow and Ray Data skip
+# names starting with "." when they list a folder, and the store's own readers skip them too.
+TMP_PREFIX = ".tmp-"
 
 
 class StorageError(RuntimeError):
@@ -88,8 +95,6 @@ class Storage:
         else:
             path = root[len("file://") :] if root.startswith("file://") else root
             self.fs = fs or pafs.LocalFileSystem()
-            import os
-
             self.base = os.path.abspath(path)
             self.is_s3 = False
 
@@ -121,13 +126,29 @@ class Storage:
             self.retry("mkdir", lambda: self.fs.create_dir(path, recursive=True))
 
     def write_bytes(self, path: str, data: bytes) -> None:
-        def go() -> None:
-            parent = path.rsplit("/", 1)[0]
-            self.ensure_dir(parent)
-            with self.fs.open_output_stream(path) as f:
-                f.write(data)
+        """Write a whole file atomically: readers see the old file or the new one, never a part of it.
 
-        self.retry(f"write {path}", go)
+        On S3 a PUT is atomic by itself; locally the bytes go to a hidden temporary file beside the target that
+        is then renamed over it (a SIGKILL mid-write leaves only the temporary file, which ``repair`` removes).
+        """
+        self.retry(f"write {path}", lambda: self._atomic_write(path, lambda f: f.write(data)))
+
+    def _atomic_write(self, path: str, fill: Callable[[pa.NativeFile], object]) -> None:
+        if self.is_s3:
+            # An object (single PUT or multipart upload) becomes visible only once it is complete.
+            with self.fs.open_output_stream(path) as f:
+                fill(f)
+            return
+        parent, name = path.rsplit("/", 1)
+        self.ensure_dir(parent)
+        tmp = f"{parent}/{TMP_PREFIX}{name}.{uuid.uuid4().hex[:8]}"
+        try:
+            with self.fs.open_output_stream(tmp) as f:
+                fill(f)
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
 
     def read_bytes(self, path: str) -> bytes:
         def go() -> bytes:
@@ -137,6 +158,7 @@ class Storage:
         return self.retry(f"read {path}", go)
 
     def write_table(self, path: str, table: pa.Table) -> None:
+        """Write ``table`` as one Parquet file, atomically (see ``write_bytes``)."""
         sink = pa.BufferOutputStream()
         pq.write_table(table, sink, compression="zstd")
         self.write_bytes(path, sink.getvalue().to_pybytes())
@@ -145,21 +167,54 @@ class Storage:
         info = self.retry("stat", lambda: self.fs.get_file_info(path))
         return info.type != pafs.FileType.NotFound
 
-    def list_files(self, path: str) -> list[str]:
-        """Every file below ``path`` (recursively); empty if it does not exist."""
+    def list_files(self, path: str, *, hidden: bool = False) -> list[str]:
+        """Every file below ``path`` (recursively); empty if it does not exist.
+
+        Args:
+            hidden: include local temporary files (``.tmp-*``) of writes still under way or cut by a crash.
+        """
 
         def go() -> list[str]:
             sel = pafs.FileSelector(path, recursive=True, allow_not_found=True)
-            return sorted(i.path for i in self.fs.get_file_info(sel) if i.type == pafs.FileType.File)
+            return sorted(
+                i.path
+                for i in self.fs.get_file_info(sel)
+                if i.type == pafs.FileType.File and (hidden or not i.base_name.startswith(TMP_PREFIX))
+            )
 
         return self.retry(f"list {path}", go)
 
-    def move(self, src: str, dst: str) -> None:
-        def go() -> None:
-            self.ensure_dir(dst.rsplit("/", 1)[0])
-            self.fs.move(src, dst)  # a rename locally; copy + delete on S3
+    def publish(self, src: str, dst: str) -> None:
+        """Make the file ``src`` appear, whole, at ``dst`` (replacing it); safe to call again after a failure.
 
-        self.retry(f"move {src}", go)
+        Locally a rename (atomic). On S3 a server-side copy (atomic, and idempotent where a copy-then-delete
+        move is not: a retried move whose delete went through but whose answer was lost finds no source);
+        ``src`` stays until its folder is deleted.
+        """
+
+        def go() -> None:
+            if self.is_s3:
+                self.fs.copy_file(src, dst)
+                return
+            self.ensure_dir(dst.rsplit("/", 1)[0])
+            try:
+                os.replace(src, dst)
+            except FileNotFoundError:
+                if not os.path.exists(dst):  # not an earlier try of this same rename
+                    raise
+
+        self.retry(f"publish {src}", go)
+
+    def concat_parquet(self, dst: str, schema: pa.Schema, parts: list[str]) -> None:
+        """Write the rows of the Parquet files ``parts`` as one file at ``dst``, atomically, one part in memory
+        at a time (an episode's parts become one committed file)."""
+
+        def fill(f: pa.NativeFile) -> None:
+            with pq.ParquetWriter(f, schema, compression="zstd") as w:
+                for part in parts:
+                    w.write_table(pq.read_table(part, filesystem=self.fs, schema=schema))
+
+        self.retry(f"write {dst}", lambda: self._atomic_write(dst, fill))
 
     def delete_file(self, path: str) -> None:
         def go() -> None:

@@ -4,32 +4,52 @@ Shape of Ray's ``Datasink``: start, write (repeatedly, while the episode runs), 
 
 - While it runs, rows are buffered and flushed as Parquet parts to a staging area,
   ``_staging/<run>/<episode>/a<attempt>/<table>/p00000.parquet``: memory stays bounded however long the episode.
-- ``commit`` moves the parts to ``tables/<table>/<run>/<episode>-p00000.parquet`` and writes the ``episodes`` row
-  last. Names derive from the run, episode and attempt, never from a counter, so a retried attempt overwrites
-  rather than duplicates; a later attempt first removes whatever a crashed commit of an earlier one left.
-  ``automem.trajectory.load`` shows only rows of committed episodes; ``repair`` (run at resume) deletes rows
-  a crash left without their episode record, so plain pyarrow and Ray Data reads see them neither.
-- ``fail`` records the attempt and its reason in ``attempts`` and drops the staged parts.
+- ``commit`` publishes one file per table, ``tables/<table>/<run>/<episode>.parquet`` (the staged parts
+  concatenated, one part in memory at a time), each written atomically (a rename locally, a single object on
+  S3), and writes the ``episodes`` row last: that row is the commit point. Committed names derive from the run
+  and episode only, so a retried attempt replaces whatever an earlier, uncommitted attempt left there, and a
+  plain pyarrow or Ray Data read of a table never sees an episode twice or a part of one. Every table gets its
+  file, empty if the episode wrote no rows to it, so nothing of an earlier attempt survives a later one.
+- An episode that already has a committed record is never committed again (``AlreadyCommitted``).
+- ``fail`` records the attempt and its reason in ``attempts``, drops the staged parts and removes files an
+  interrupted commit of this episode published without its record. ``repair`` (run at resume) does the same
+  for attempts that could not record their failure (a killed process).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import re
 from collections import defaultdict
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from automem.agent.events import EpisodeEnd, StepEvent, TurnEvent
 from automem.memory.results import OpRecord
 from automem.trajectory.schemas import STREAMED, TABLES
-from automem.trajectory.storage import Storage
+from automem.trajectory.storage import Storage, StorageError
+
+log = logging.getLogger(__name__)
 
 _SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-# A committed file of a streamed table or of memory_files: <episode>-p00000.parquet or <episode>.parquet.
-PART_NAME = re.compile(r"^(?P<episode>.+?)(?:-p\d{5})?\.parquet$")
+# Committed file names: <episode>.parquet in every table but attempts, <episode>-a<attempt>.parquet there.
+_DATA_NAME = re.compile(r"^(?P<episode>[A-Za-z0-9][A-Za-z0-9._-]*)\.parquet$")
+_ATTEMPT_NAME = re.compile(r"^(?P<episode>[A-Za-z0-9][A-Za-z0-9._-]*)-a(?P<attempt>\d+)\.parquet$")
+# Tables with one committed file per episode, published by ``commit``.
+PUBLISHED = (*STREAMED, "memory_files")
+
+
+class AlreadyCommitted(RuntimeError):
+    """The episode already has a committed record (of ``attempt``); it is not played or committed again."""
+
+    def __init__(self, episode_id: str, attempt: int) -> None:
+        super().__init__(f"episode {episode_id} is already committed (attempt {attempt})")
+        self.episode_id = episode_id
+        self.attempt = attempt
 
 
 def check_id(kind: str, value: str) -> str:
@@ -37,6 +57,14 @@ def check_id(kind: str, value: str) -> str:
     if not _SAFE_ID.match(value):
         raise ValueError(f"{kind} {value!r} must be 1-128 letters, digits, '.', '_' or '-'")
     return value
+
+
+def episode_of(table: str, path: str) -> tuple[str, str] | None:
+    """``(run_id, episode_id)`` of a committed file ``.../tables/<table>/<run>/<name>``, or None if the name is
+    not one the writer gives."""
+    run, name = path.rsplit("/", 2)[-2:]
+    m = (_ATTEMPT_NAME if table == "attempts" else _DATA_NAME).match(name)
+    return (run, m["episode"]) if m else None
 
 
 def _now() -> dt.datetime:
@@ -83,8 +111,24 @@ class EpisodeWriter:
     def staging_dir(self) -> str:
         return self.storage.path("_staging", self.run_id, self.episode_id, f"a{self.attempt}")
 
-    def _committed(self, table: str, suffix: str) -> str:
+    def _committed(self, table: str, suffix: str = "") -> str:
         return self.storage.path("tables", table, self.run_id, f"{self.episode_id}{suffix}.parquet")
+
+    def _staged(self, table: str, k: int) -> str:
+        return "/".join([self.staging_dir(), table, f"p{k:05d}.parquet"])
+
+    def committed_record(self) -> dict[str, Any] | None:
+        """This episode's committed ``episodes`` row (of whichever attempt), or None (one stat, a read if found)."""
+        path = self._committed("episodes")
+        if not self.storage.exists(path):
+            return None
+        rows = pq.read_table(pa.BufferReader(self.storage.read_bytes(path))).to_pylist()
+        return rows[0] if rows else None
+
+    def committed_attempt(self) -> int | None:
+        """The attempt whose record is committed for this episode, or None."""
+        row = self.committed_record()
+        return None if row is None else int(row["attempt"])
 
     # -- write ------------------------------------------------------------------------------------------------
 
@@ -140,8 +184,7 @@ class EpisodeWriter:
                 continue
             k = self._parts[table]
             self._parts[table] = k + 1
-            path = "/".join([self.staging_dir(), table, f"p{k:05d}.parquet"])
-            self._write_rows(path, table, rows)
+            self._write_rows(self._staged(table, k), table, rows)
 
     def flush(self) -> None:
         self.write(self.take())
@@ -155,20 +198,39 @@ class EpisodeWriter:
     # -- commit / fail -------------------------------------------------------------------------------------------
 
     def commit(self, end: EpisodeEnd, system_prompt: str = "") -> None:
-        """Make the attempt visible: staged parts move to their final names, then the episode row is written."""
+        """Make the attempt visible: one file per table is published, then the episode row is written.
+
+        Raises:
+            AlreadyCommitted: another attempt of this episode is committed already; nothing was written.
+        """
         self.flush()
+        done = self.committed_attempt()
+        if done is not None and done != self.attempt:
+            raise AlreadyCommitted(self.episode_id, done)
+        if done is None:
+            self._publish(end, system_prompt)
+        # After the commit point: bookkeeping only. A failure here loses no data (repair drops the staging).
+        try:
+            self._attempt_row("ok", None)
+            self.storage.delete_dir(self.staging_dir())
+        except StorageError as exc:
+            log.warning("episode %s committed, but its bookkeeping failed: %s", self.episode_id, exc)
+
+    def _publish(self, end: EpisodeEnd, system_prompt: str) -> None:
         key = self._key()
+        for table in STREAMED:
+            parts = [self._staged(table, k) for k in range(self._parts[table])]
+            if len(parts) == 1:
+                self.storage.publish(parts[0], self._committed(table))
+            elif parts:
+                self.storage.concat_parquet(self._committed(table), TABLES[table], parts)
+            else:  # no rows: an empty file still replaces whatever an earlier attempt left
+                self._write_rows(self._committed(table), table, [])
         files = [
             {**key, "name": n, "content": c, "bytes": len(c.encode()), "lines": c.count("\n")}
             for n, c in sorted(end.memory_files.items())
         ]
-        if self.attempt > 1:
-            self._remove_committed_leftovers()
-        for table in STREAMED:
-            for k in range(self._parts[table]):
-                src = "/".join([self.staging_dir(), table, f"p{k:05d}.parquet"])
-                self.storage.move(src, self._committed(table, f"-p{k:05d}"))
-        self._write_rows(self._committed("memory_files", ""), "memory_files", files)
+        self._write_rows(self._committed("memory_files"), "memory_files", files)
         status = "terminated" if end.terminated else "truncated"
         row = {
             **key,
@@ -189,13 +251,15 @@ class EpisodeWriter:
             "started_at": self.started_at,
             "committed_at": _now(),
         }
-        self._write_rows(self._committed("episodes", ""), "episodes", [row])  # the commit point
-        self._attempt_row("ok", None)
-        self.storage.delete_dir(self.staging_dir())
+        self._write_rows(self._committed("episodes"), "episodes", [row])  # the commit point
 
     def fail(self, reason: str, worker: str = "") -> None:
-        """Record a failed attempt with its reason; its staged rows are dropped."""
+        """Record a failed attempt with its reason; drop its staged rows and anything an interrupted commit
+        published without the episode's record."""
         self._attempt_row("failed", reason[:4000], worker)
+        if self.committed_attempt() is None:
+            for table in PUBLISHED:
+                self.storage.delete_file(self._committed(table))
         self.storage.delete_dir(self.staging_dir())
 
     def _attempt_row(self, status: str, error: str | None, worker: str = "") -> None:
@@ -208,11 +272,3 @@ class EpisodeWriter:
             "finished_at": _now(),
         }
         self._write_rows(self._committed("attempts", f"-a{self.attempt}"), "attempts", [row])
-
-    def _remove_committed_leftovers(self) -> None:
-        for table in (*STREAMED, "memory_files"):
-            folder = self.storage.path("tables", table, self.run_id)
-            for path in self.storage.list_files(folder):
-                m = PART_NAME.match(path.rsplit("/", 1)[-1])
-                if m and m["episode"] == self.episode_id:
-                    self.storage.delete_file(path)

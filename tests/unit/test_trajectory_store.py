@@ -153,3 +153,133 @@ def test_info_is_json(tmp_path):
     play(storage, "ep-i", steps=2)
     info = json.loads(load_store(str(tmp_path))["steps"].column("info_json")[0].as_py())
     assert "progression" in info and "position" in info
+
+
+class _CutAfter(Storage):
+    """A local store whose writes stop (as if the process died) after ``n`` of them."""
+
+    def __init__(self, root, n):
+        super().__init__(root, retry_for_s=0)
+        self.left = n
+
+    def _tick(self):
+        if self.left <= 0:
+            raise KeyboardInterrupt("killed mid-commit")
+        self.left -= 1
+
+    def write_bytes(self, path, data):
+        if "/tables/" in path:
+            self._tick()
+        super().write_bytes(path, data)
+
+    def publish(self, src, dst):
+        self._tick()
+        super().publish(src, dst)
+
+    def concat_parquet(self, dst, schema, parts):
+        self._tick()
+        super().concat_parquet(dst, schema, parts)
+
+
+@pytest.mark.parametrize("cut", range(5))
+def test_a_commit_cut_anywhere_never_shows_a_partial_or_doubled_episode(tmp_path, cut):
+    root = str(tmp_path)
+    good, _ = play(Storage(root), "ep-ok", steps=10)
+    storage = _CutAfter(root, cut)
+    writer, end = play(storage, "ep-cut", steps=10, commit=False)
+    with pytest.raises(KeyboardInterrupt):
+        writer.commit(end, "sys")
+    for table, per_episode in (("steps", 10), ("turns", 30)):
+        plain = ds.dataset(str(tmp_path / "tables" / table), format="parquet").to_table()
+        counts = {e: plain.column("episode_id").to_pylist().count(e) for e in ("ep-ok", "ep-cut")}
+        assert counts["ep-ok"] == per_episode
+        assert counts["ep-cut"] in (0, per_episode), "a table shows all of an episode's rows or none"
+    assert committed_episode_ids(Storage(root), "run1") == {"ep-ok"}
+    assert load_store(root)["steps"].num_rows == 10  # the readers show committed episodes only
+    assert dataset(Storage(root), "steps").count_rows() == 10
+    # The retry (a new attempt) replaces what the cut commit published; nothing shows twice.
+    play(Storage(root), "ep-cut", attempt=2, steps=4)
+    plain = ds.dataset(str(tmp_path / "tables" / "steps"), format="parquet").to_table()
+    cut_rows = plain.filter(ds.field("episode_id") == "ep-cut")
+    assert cut_rows.num_rows == 4 and set(cut_rows.column("attempt").to_pylist()) == {2}
+
+
+def test_fail_removes_what_an_interrupted_commit_published(tmp_path):
+    root = str(tmp_path)
+    storage = _CutAfter(root, 2)  # steps and turns published, then the process "dies"
+    writer, end = play(storage, "ep-f", steps=5, commit=False)
+    with pytest.raises(KeyboardInterrupt):
+        writer.commit(end, "sys")
+    assert ds.dataset(str(tmp_path / "tables" / "steps"), format="parquet").count_rows() == 5
+    storage.left = 100
+    writer.fail("runner died")
+    assert ds.dataset(str(tmp_path / "tables" / "steps"), format="parquet").count_rows() == 0
+    assert storage.list_files(writer.staging_dir()) == []
+
+
+def test_a_committed_episode_is_never_committed_again(tmp_path):
+    from automem.trajectory import AlreadyCommitted
+
+    storage = Storage(str(tmp_path))
+    play(storage, "ep-once", attempt=1, steps=6)
+    with pytest.raises(AlreadyCommitted) as info:
+        play(storage, "ep-once", attempt=2, steps=3)
+    assert info.value.attempt == 1
+    tables = load_store(str(tmp_path))
+    assert tables["episodes"].column("attempt").to_pylist() == [1]
+    assert tables["steps"].num_rows == 6 and set(tables["steps"].column("attempt").to_pylist()) == {1}
+    # Committing the same attempt again (a retried bookkeeping step) is harmless.
+    w = EpisodeWriter(storage, "run1", "ep-once", 1, META)
+    assert w.committed_attempt() == 1
+
+
+def test_long_episodes_commit_one_file_per_table(tmp_path):
+    storage = Storage(str(tmp_path))
+    writer, _ = play(storage, "ep-many", steps=40, flush_rows=8)
+    assert writer._parts["steps"] > 3  # streamed in many parts ...
+    for table in ("steps", "turns", "memory_ops", "memory_files", "episodes"):
+        files = storage.list_files(storage.path("tables", table))
+        assert [f.rsplit("/", 1)[-1] for f in files] == ["ep-many.parquet"]  # ... committed as one file
+    assert load_store(str(tmp_path))["steps"].column("step").to_pylist() == list(range(40))
+
+
+def test_local_writes_are_atomic_and_repair_removes_cut_temporaries(tmp_path):
+    from automem.trajectory.storage import TMP_PREFIX
+
+    storage = Storage(str(tmp_path))
+    play(storage, "ep-t", steps=3)
+    folder = tmp_path / "tables" / "episodes" / "run1"
+    (folder / f"{TMP_PREFIX}ep-u.parquet.1234").write_bytes(b"PAR1 half a file")  # a write cut by SIGKILL
+    assert committed_episode_ids(storage, "run1") == {"ep-t"}  # hidden from every reader
+    assert ds.dataset(str(tmp_path / "tables" / "episodes"), format="parquet").count_rows() == 1
+    assert repair(storage, "run1")["temp_files"] == 1
+    assert sorted(p.name for p in folder.iterdir()) == ["ep-t.parquet"]
+
+
+def test_publish_is_safe_to_retry(tmp_path):
+    storage = Storage(str(tmp_path))
+    src, dst = storage.path("a", "x.bin"), storage.path("b", "x.bin")
+    storage.write_bytes(src, b"data")
+    storage.publish(src, dst)
+    storage.publish(src, dst)  # the retry of a publish whose answer was lost
+    assert storage.read_bytes(dst) == b"data"
+    with pytest.raises(FileNotFoundError):
+        storage.publish(storage.path("a", "missing"), storage.path("b", "missing"))
+
+
+def test_staged_attempts_and_the_run_lease(tmp_path):
+    from automem.trajectory import RunBusy, RunLease, staged_attempts
+
+    storage = Storage(str(tmp_path))
+    play(storage, "ep-s", attempt=3, steps=9, commit=False)
+    assert staged_attempts(storage, "run1") == {"ep-s": 3}
+    first = RunLease(storage, "run1")
+    first.acquire()
+    second = RunLease(storage, "run1")
+    with pytest.raises(RunBusy, match="in use by driver"):
+        second.acquire()
+    second.acquire(force=True)
+    first.stale_after_s = 0.0  # the other driver's heartbeat counts as stale from now on
+    first.acquire()
+    first.release()
+    assert first.holder() is None
