@@ -21,33 +21,19 @@ from ray import serve
 from automem import env_vars
 from automem.llm.embedded import prepare_embedded_model
 from automem.serving import adapters
-from automem.serving.auth import ApiKeyMiddleware
+from automem.serving.auth import ApiKeyMiddleware, HashedKey
 from automem.serving.config import EMBEDDED, ServeConfig
+from automem.serving.guard import ServeApp, ServeInstance, serve_conflict
 from automem.serving.local_s3 import LocalS3, start_local_s3
+from automem.serving.options import (
+    engine_deployment_config,
+    engine_kwargs,
+    ingress_deployment_options,
+)
 
 APP_NAME = "automem-llm"
+ROUTE_PREFIX = "/"
 Progress = Callable[[str], None]
-
-
-def engine_kwargs(cfg: ServeConfig) -> dict[str, Any]:
-    """vLLM engine arguments from the config."""
-    eng = cfg.engine
-    kwargs: dict[str, Any] = {
-        "dtype": eng.dtype,
-        "max_model_len": eng.max_model_len,
-        "tensor_parallel_size": eng.tensor_parallel_size,
-        "enable_prefix_caching": eng.enable_prefix_caching,
-    }
-    if eng.max_num_seqs is not None:
-        kwargs["max_num_seqs"] = eng.max_num_seqs
-    if eng.gpu_memory_utilization is not None:
-        kwargs["gpu_memory_utilization"] = eng.gpu_memory_utilization
-    if cfg.lora.enabled:
-        kwargs.update(
-            enable_lora=True, max_lora_rank=cfg.lora.max_rank, max_loras=cfg.lora.max_adapters_per_replica
-        )
-    kwargs.update(eng.extra)
-    return kwargs
 
 
 def replica_env(cfg: ServeConfig, local_s3: LocalS3 | None) -> dict[str, str]:
@@ -66,7 +52,7 @@ def replica_env(cfg: ServeConfig, local_s3: LocalS3 | None) -> dict[str, str]:
             )
         )
     if cfg.accelerator == "cpu" and cfg.engine.cpu_kv_cache_gib is not None:
-        env["VLLM_CPU_KVCACHE_SPACE"] = f"{cfg.engine.cpu_kv_cache_gib:g}"
+        env["VLLM_CPU_KVCACHE_SPACE"] = str(cfg.engine.cpu_kv_cache_gib)  # vLLM parses it with int()
     return env
 
 
@@ -74,16 +60,10 @@ def llm_config(cfg: ServeConfig, model_source: str, *, env: dict[str, str], regi
     """Ray Serve LLM's ``LLMConfig`` for the config (no Ray cluster needed to build it)."""
     from ray.serve.llm import LLMConfig
 
-    deployment: dict[str, Any] = {"max_ongoing_requests": cfg.deployment.max_ongoing_requests}
-    auto = cfg.deployment.autoscaling
-    if auto is not None:
-        deployment["autoscaling_config"] = auto.model_dump()
-    else:
-        deployment["num_replicas"] = cfg.deployment.num_replicas
     kwargs: dict[str, Any] = {
         "model_loading_config": {"model_id": cfg.model.id, "model_source": model_source},
         "engine_kwargs": engine_kwargs(cfg),
-        "deployment_config": deployment,
+        "deployment_config": engine_deployment_config(cfg.deployment),
         "runtime_env": {"env_vars": env} if env else None,
     }
     if cfg.accelerator == "cpu":
@@ -103,9 +83,11 @@ def build_app(
 ) -> serve.Application:
     """The OpenAI app: one ``LLMServer`` deployment behind an ``OpenAiIngress`` with the API-key check in front.
 
-    This is ``ray.serve.llm.build_openai_app`` with one difference: the ingress's FastAPI app gets
-    :class:`ApiKeyMiddleware`, which ``build_openai_app`` offers no hook for. It follows the composition shown in
-    ``ray.serve.llm.ingress.OpenAiIngress``'s docstring.
+    This is ``ray.serve.llm.build_openai_app`` with two differences: the ingress's FastAPI app gets
+    :class:`ApiKeyMiddleware`, which ``build_openai_app`` offers no hook for, and the ingress's replicas and
+    autoscaling come from ``deployment.ingress``. It follows the composition shown in
+    ``ray.serve.llm.ingress.OpenAiIngress``'s docstring. The app is pickled into the deployment definition, so
+    the middleware gets only a salted digest of ``api_key`` (:class:`HashedKey`), never the key.
     """
     from ray.llm._internal.serve.core.configs.openai_api_models import to_model_metadata
     from ray.llm._internal.serve.core.ingress.ingress import init as init_ingress_fastapi
@@ -116,10 +98,12 @@ def build_app(
     # Ray's own app, with its exception handling, CORS and request-id middleware; ours is added last, so it runs
     # first (Starlette middleware runs last-in, first-out).
     fastapi_app = init_ingress_fastapi()
-    fastapi_app.add_middleware(ApiKeyMiddleware, api_key=api_key)
-    options = OpenAiIngress.get_deployment_options([config])
+    fastapi_app.add_middleware(ApiKeyMiddleware, key=HashedKey.of(api_key) if api_key else None)
+    options = ingress_deployment_options(
+        cfg.deployment.ingress, OpenAiIngress.get_deployment_options([config])
+    )
     options["ray_actor_options"] = {
-        "num_cpus": cfg.deployment.ingress_num_cpus,
+        "num_cpus": cfg.deployment.ingress.num_cpus,
         **({"runtime_env": {"env_vars": env}} if env else {}),  # the ingress lists adapters from S3 itself
     }
     ingress = make_fastapi_ingress(OpenAiIngress, app=fastapi_app)
@@ -140,6 +124,51 @@ class RunningEndpoint:
     registry: adapters.AdapterRegistry | None = None
     local_s3: LocalS3 | None = None
     ready_s: float = 0.0
+    app_name: str = APP_NAME
+    """The Serve application this process deployed (the only one :func:`stop_endpoint` deletes)."""
+
+
+class EndpointConflict(RuntimeError):
+    """Deploying would replace or shadow another endpoint on the same Ray cluster; nothing was changed."""
+
+
+def running_serve() -> ServeInstance | None:
+    """The Serve instance running on the connected cluster (HTTP host/port and apps), None if Serve is not up."""
+    from ray.serve.context import _get_global_client
+
+    # No public API reports the running instance's HTTP options; the controller client holds them.
+    client = _get_global_client(raise_if_no_controller_running=False)
+    if client is None:
+        return None
+    details = client.get_serve_details()
+    http = details.get("http_options") or {}
+    apps = {
+        name: ServeApp(status=str(app.get("status")), route_prefix=app.get("route_prefix"))
+        for name, app in (details.get("applications") or {}).items()
+    }
+    return ServeInstance(host=http.get("host"), port=http.get("port"), apps=apps)
+
+
+def check_no_conflict(cfg: ServeConfig) -> None:
+    """Refuse to deploy over an app this process did not create, or on a Serve that listens elsewhere.
+
+    Raises:
+        EndpointConflict: with what runs and what to do.
+    """
+    try:
+        where = f"the Ray cluster at {ray.get_runtime_context().gcs_address}"
+    except Exception:  # noqa: BLE001 - only for the message
+        where = "this Ray cluster"
+    reason = serve_conflict(
+        running_serve(),
+        app_name=APP_NAME,
+        host=cfg.server.host,
+        port=cfg.server.port,
+        route_prefix=ROUTE_PREFIX,
+        where=where,
+    )
+    if reason:
+        raise EndpointConflict(reason)
 
 
 def start_endpoint(
@@ -160,16 +189,21 @@ def start_endpoint(
         adapters_root: the embedded registry's local folder to serve (default: ``<cache dir>/adapters``).
 
     Raises:
-        RuntimeError: a required key is missing, or the app failed or did not answer in time.
+        EndpointConflict: Serve on this cluster already runs an app of this name or at this route, or listens on
+            another host/port (nothing is changed then).
+        RuntimeError: a required key is missing, or the app failed or did not answer in time (the app deployed
+            here is deleted again).
     """
     t0 = time.monotonic()
     api_key = api_key if api_key is not None else env_vars.AUTOMEM_API_KEY.get()
     if cfg.server.require_api_key and not api_key:
         raise RuntimeError("server.require_api_key is set but AUTOMEM_API_KEY is not")
+    check_no_conflict(cfg)  # before anything is started, so a refusal leaves everything as it was
     source = cfg.model.source
     if source == EMBEDDED:
         source = str(prepare_embedded_model(progress=progress))
     local_s3 = registry = None
+    deployed = False
     try:
         if cfg.lora.enabled:
             if cfg.lora.registry == EMBEDDED:
@@ -186,12 +220,16 @@ def start_endpoint(
         config = llm_config(cfg, source, env=env, registry_uri=registry.uri if registry else None)
         app = build_app(cfg, config, env=env, api_key=api_key)
         serve.start(http_options={"host": cfg.server.host, "port": cfg.server.port})
+        check_no_conflict(cfg)  # again: another process may have deployed while the S3 server started
         progress(
             f"deploying {cfg.model.id} on Ray Serve LLM (vLLM, {cfg.accelerator}); about 100 s on a laptop CPU"
         )
+        deployed = True
         _run_with_heartbeat(app, progress, t0)
         wait_until_ready(cfg.base_url, cfg.model.id, api_key=api_key, timeout_s=cfg.server.ready_timeout_s)
     except BaseException:
+        if deployed:
+            _delete_app(APP_NAME)  # ours: the checks above found no app of that name
         if local_s3:
             local_s3.stop()
         raise
@@ -215,7 +253,7 @@ def _run_with_heartbeat(app: serve.Application, progress: Progress, t0: float) -
     thread = threading.Thread(target=beat, daemon=True)
     thread.start()
     try:
-        serve.run(app, name=APP_NAME, route_prefix="/")
+        serve.run(app, name=APP_NAME, route_prefix=ROUTE_PREFIX)
     finally:
         done.set()
 
@@ -242,12 +280,19 @@ def wait_until_ready(base_url: str, model_id: str, *, api_key: str | None, timeo
     raise RuntimeError(f"{base_url} did not answer a chat request within {timeout_s:.0f} s ({last})")
 
 
-def stop_endpoint(endpoint: RunningEndpoint | None) -> None:
-    """Delete the app and stop the local S3 server; leaves the Ray cluster to whoever started it."""
+def _delete_app(name: str) -> None:
     if ray.is_initialized():
         try:
-            serve.delete(APP_NAME)
-        except Exception:  # noqa: BLE001 - already gone
+            serve.delete(name)
+        except Exception:  # noqa: BLE001 - already gone, or Serve is down
             pass
-    if endpoint is not None and endpoint.local_s3 is not None:
+
+
+def stop_endpoint(endpoint: RunningEndpoint | None) -> None:
+    """Delete the app ``endpoint`` deployed and stop its local S3 server; leaves the Ray cluster to whoever
+    started it. ``None`` (nothing was deployed) deletes nothing: an app of the same name is someone else's."""
+    if endpoint is None:
+        return
+    _delete_app(endpoint.app_name)
+    if endpoint.local_s3 is not None:
         endpoint.local_s3.stop()

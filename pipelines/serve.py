@@ -9,8 +9,9 @@
 Without ``--foreground`` it starts the serving process in the background (log and state under
 ``AUTOMEM_STATE_DIR``), shows its progress, waits until a chat request succeeds and prints the base URL
 (``http://127.0.0.1:8000/v1``) as its last line. A second ``automem serve`` while one runs just prints the URL.
-The serving process connects to ``ray.address``/``RAY_ADDRESS`` or a running local cluster, else starts its own,
-and on stop removes the app, the local S3 server and any cluster it started.
+The serving process connects to ``ray.address``/``RAY_ADDRESS`` or a running local cluster, else starts its own
+(``ray.address=local``: always its own), and on stop removes the app, the local S3 server and any cluster it
+started. It refuses to deploy over an app it did not start, or on a Serve instance that listens on another port.
 """
 
 from __future__ import annotations
@@ -21,16 +22,32 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-DEFAULT_CONFIG = "deploy/serve-embedded.yaml"
+DESCRIPTION = """Start the model endpoint (Ray Serve LLM running vLLM; by default SmolLM2-135M on the CPU with LoRA adapters by
+name), wait until it answers a chat request, and print its base URL (http://127.0.0.1:8000/v1) as the last line.
+It keeps running in the background; `automem chat "hello"` talks to it, `automem serve --stop` stops it."""
+
+EPILOG = """The config (default: deploy/serve-embedded.yaml of the installed project) is strict: unknown or invalid fields
+are named. See deploy/serve-gpu.yaml for a GPU cluster.
+
+Security: with AUTOMEM_API_KEY set, HTTP requests without `Authorization: Bearer <key>` get 401. The key guards
+HTTP only: whoever reaches Ray's own ports can call the model directly or run code. A local cluster started here
+uses Ray token auth unless RAY_AUTH_MODE is set; on real clusters start Ray with RAY_AUTH_MODE=token.
+
+Files: state and log under AUTOMEM_STATE_DIR (default ~/.cache/automem/state)."""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``automem serve``."""
-    parser = subparsers.add_parser("serve", help="start, inspect or stop the model endpoint")
+    parser = subparsers.add_parser(
+        "serve",
+        help="start, inspect or stop the model endpoint",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument(
-        "--config", help=f"serve config YAML (default: {DEFAULT_CONFIG} if present, else built-in)"
+        "--config", help="serve config YAML (default: deploy/serve-embedded.yaml of the installed project)"
     )
     parser.add_argument(
         "--set",
@@ -38,7 +55,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="override a config field, e.g. server.port=8001 (repeatable)",
+        help="override a config field, e.g. server.port=8001 or ray.address=local (repeatable)",
     )
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--foreground", action="store_true", help="serve in this process until interrupted")
@@ -51,10 +68,17 @@ def _err(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def _config_path(args: argparse.Namespace) -> str | None:
-    if args.config:
-        return args.config
-    return DEFAULT_CONFIG if Path(DEFAULT_CONFIG).is_file() else None
+def _config_path(config: str | None) -> str:
+    """``config`` made absolute (the background process may not share our directory), else the default.
+
+    Raises:
+        ConfigError: no config given and the project's default is not there.
+    """
+    from pathlib import Path
+
+    from automem.serving.config import default_config_path
+
+    return str(Path(config).resolve()) if config else str(default_config_path())
 
 
 def run(args: argparse.Namespace) -> int:
@@ -65,8 +89,8 @@ def run(args: argparse.Namespace) -> int:
         return _status()
     if args.stop:
         return _stop()
-    path = _config_path(args)
     try:
+        path = _config_path(args.config)
         cfg = load_config(path, args.overrides)
     except ConfigError as exc:
         _err(str(exc))
@@ -102,6 +126,9 @@ def _status() -> int:
     except Exception:  # noqa: BLE001 - any failure means "not answering"
         models = []
     print(f"{state.phase} (pid {state.pid}); {state.message}")
+    if state.ray_address:
+        own = "its own" if state.started_cluster else "shared"
+        print(f"ray: {state.ray_address} ({own} cluster, auth {state.ray_auth or 'unknown'})")
     if state.log:
         print(f"log: {state.log}")
     if models:
@@ -146,7 +173,7 @@ def _stop() -> int:
     return 0
 
 
-def _background(cfg, args: argparse.Namespace, path: str | None, print_url: bool = True) -> int:
+def _background(cfg, args: argparse.Namespace, path: str, print_url: bool = True) -> int:
     import httpx
 
     from automem.serving.state import state_dir
@@ -168,8 +195,7 @@ def _background(cfg, args: argparse.Namespace, path: str | None, print_url: bool
             pass
         log = state_dir() / "serve.log"
         log.parent.mkdir(parents=True, exist_ok=True)
-        cmd = [sys.executable, "-m", "pipelines.cli", "serve", "--foreground"]
-        cmd += ["--config", path] if path else []
+        cmd = [sys.executable, "-m", "pipelines.cli", "serve", "--foreground", "--config", path]
         for item in args.overrides:
             cmd += ["--set", item]
         with open(log, "ab") as out:
@@ -190,11 +216,14 @@ def ensure_embedded(config: str | None = None) -> tuple[str, str | None]:
         RuntimeError: it could not be started (the log is named).
     """
     from automem.llm.embedded import is_prepared, prepared_dir
-    from automem.serving.config import EMBEDDED, load_config
+    from automem.serving.config import EMBEDDED, ConfigError, load_config
     from automem.serving.state import read_state
 
-    path = config or (DEFAULT_CONFIG if Path(DEFAULT_CONFIG).is_file() else None)
-    cfg = load_config(path)
+    try:
+        path = _config_path(config)
+        cfg = load_config(path)
+    except ConfigError as exc:
+        raise RuntimeError(str(exc)) from None
     args = argparse.Namespace(overrides=[])
     if _background(cfg, args, path, print_url=False) != 0:
         raise RuntimeError("the embedded endpoint did not start; see `automem serve --status`")
@@ -231,8 +260,8 @@ def _follow(timeout_s: float, print_url: bool = True) -> int:
     return 1
 
 
-def _foreground(cfg, path: str | None) -> int:
-    from actors.cluster import init_ray
+def _foreground(cfg, path: str) -> int:
+    from actors.cluster import connect_ray
     from actors.serve_app import start_endpoint, stop_endpoint
     from automem.serving.state import EndpointState, clear_state, read_state, state_dir, write_state
 
@@ -261,10 +290,11 @@ def _foreground(cfg, path: str | None) -> int:
     started_cluster = False
     try:
         progress("connecting to Ray")
-        how = init_ray(cfg.ray.address, num_cpus=cfg.ray.num_cpus)
-        started_cluster = how.startswith("started")
+        conn = connect_ray(cfg.ray.address, num_cpus=cfg.ray.num_cpus)
+        started_cluster = conn.started
         state.started_cluster = started_cluster
-        progress(f"Ray: {how}")
+        state.ray_address, state.ray_auth = conn.address, conn.auth_mode
+        progress(f"Ray: {conn.how} at {conn.address}")
         endpoint = start_endpoint(cfg, progress=progress, log_dir=state_dir())
         state.adapter_registry = endpoint.registry.uri if endpoint.registry else None
         state.s3_endpoint = endpoint.local_s3.url if endpoint.local_s3 else None

@@ -1,8 +1,16 @@
 """The serve config: what ``automem serve`` runs, as strict, documented pydantic models.
 
 Ray Serve silently drops unknown keys (a typo like ``min_replica`` passes); this schema rejects them and names the
-field. ``deploy/serve-embedded.yaml`` and ``deploy/serve-gpu.yaml`` are instances. Load with :func:`load_config`,
-which also applies ``key=value`` overrides (``engine.max_model_len=2048``).
+field. ``deploy/serve-embedded.yaml`` and ``deploy/serve-gpu.yaml`` are instances; the built-in defaults equal
+``serve-embedded.yaml`` (a test asserts it). Load with :func:`load_config`, which also applies ``key=value``
+overrides (``engine.max_model_len=2048``).
+
+Security: the API key (``AUTOMEM_API_KEY``) guards the HTTP path only. Ray's own ports (GCS, raylet, the dashboard
+agent) accept anyone who reaches the node, and whoever can ``ray.init(address=...)`` can call the model
+deployment directly or run code on the cluster. Ray 2.60 cannot bind them to loopback (it resolves a node IP of
+127.0.0.1 to the routable address and its gRPC servers listen on all interfaces), so a local cluster that automem
+starts gets Ray token auth (``RAY_AUTH_MODE=token``) unless ``RAY_AUTH_MODE`` says otherwise; on a real cluster,
+start every node with ``RAY_AUTH_MODE=token`` and keep its ports behind a firewall.
 """
 
 from __future__ import annotations
@@ -11,10 +19,26 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 EMBEDDED = "embedded"
 """``model.source`` and ``lora.registry`` value meaning "the built-in local default"."""
+
+GENERATED_ENGINE_KEYS = frozenset(
+    {
+        "dtype",
+        "max_model_len",
+        "tensor_parallel_size",
+        "enable_prefix_caching",
+        "block_size",
+        "max_num_seqs",
+        "gpu_memory_utilization",
+        "enable_lora",
+        "max_lora_rank",
+        "max_loras",
+    }
+)
+"""vLLM engine arguments built from typed fields; ``engine.extra`` may not set them (it would override silently)."""
 
 
 class _Strict(BaseModel):
@@ -42,10 +66,29 @@ class EngineConfig(_Strict):
     """Most sequences batched at once by one engine; None keeps vLLM's default."""
     gpu_memory_utilization: float | None = Field(None, gt=0.0, le=1.0)
     """Share of GPU memory vLLM may take (GPU only); None keeps vLLM's default."""
-    cpu_kv_cache_gib: float | None = Field(None, gt=0.0)
-    """KV-cache size on the CPU build (``VLLM_CPU_KVCACHE_SPACE``); None keeps vLLM's default."""
+    block_size: int | None = Field(32, ge=16, multiple_of=16)
+    """Tokens per KV-cache block; None keeps vLLM's default (16 on GPUs, 128 on the CPU build). Prefix caching
+    reuses whole blocks only, so a shared prefix of N tokens saves ``N // block_size * block_size`` of them. On the
+    serving benchmark's agent prompts (645 tokens, 621 shared; 16 prompts, the first cold) 128 reuses 512 tokens
+    per warm prompt, a hit rate of 15*512/(16*645) = 0.744 (what was measured); 32 reuses 608, 0.884. vLLM's CPU
+    attention takes multiples of 32 (``cpu_attn.py``), GPU backends multiples of 16."""
+    cpu_kv_cache_gib: int | None = Field(2, ge=1)
+    """KV-cache size in GiB on the CPU build (``VLLM_CPU_KVCACHE_SPACE``, which vLLM parses as an integer); None
+    keeps vLLM's default. Ignored on GPUs."""
     extra: dict[str, Any] = Field(default_factory=dict)
-    """Further vLLM engine arguments passed through unchanged (vLLM validates them when the replica starts)."""
+    """Further vLLM engine arguments passed through unchanged (vLLM validates them when the replica starts). Keys
+    that a typed field above (or ``lora``) already sets are rejected."""
+
+    @field_validator("extra")
+    @classmethod
+    def _no_generated_keys(cls, extra: dict[str, Any]) -> dict[str, Any]:
+        clash = sorted(GENERATED_ENGINE_KEYS & extra.keys())
+        if clash:
+            raise ValueError(
+                f"{', '.join(clash)} cannot be set in engine.extra: automem sets "
+                f"{'it' if len(clash) == 1 else 'them'} from typed fields (use engine.<field> or lora.*)"
+            )
+        return extra
 
 
 class AutoscalingConfig(_Strict):
@@ -68,20 +111,52 @@ class AutoscalingConfig(_Strict):
         return self
 
 
-class DeploymentConfig(_Strict):
-    num_replicas: int = Field(1, ge=1)
-    """Fixed replica count, used when ``autoscaling`` is not set."""
-    autoscaling: AutoscalingConfig | None = None
-    """Autoscale between bounds instead of a fixed count."""
-    max_ongoing_requests: int = Field(256, ge=1)
-    """Most requests one replica accepts at once (vLLM batches them); more wait in Serve's queue."""
-    ingress_num_cpus: float = Field(0.25, ge=0)
+def _check_target(auto: AutoscalingConfig | None, max_ongoing: int | None) -> None:
+    # A replica never holds more than max_ongoing_requests, so a larger target is never reached: no scale-up.
+    if auto is not None and max_ongoing is not None and auto.target_ongoing_requests > max_ongoing:
+        raise ValueError(
+            f"autoscaling.target_ongoing_requests ({auto.target_ongoing_requests:g}) must not exceed "
+            f"max_ongoing_requests ({max_ongoing})"
+        )
+
+
+class IngressConfig(_Strict):
+    num_cpus: float = Field(0.25, ge=0)
     """Logical CPUs reserved by each ingress replica; fractional so it schedules beside the engine on small
     machines (FACTS.md: a 1-CPU ingress never scheduled on 2 cores)."""
+    num_replicas: int = Field(1, ge=1)
+    """Fixed ingress replica count, used when ``autoscaling`` is not set."""
+    autoscaling: AutoscalingConfig | None = None
+    """Autoscale the ingress (the OpenAI HTTP front, which tokenizes nothing but parses, routes and streams every
+    request) between bounds. Serve LLM's own default is one replica with ``target_ongoing_requests=1e9``: it never
+    scales."""
+    max_ongoing_requests: int | None = Field(None, ge=1)
+    """Most requests one ingress replica accepts at once; None keeps Serve LLM's default (1e9)."""
+
+    @model_validator(mode="after")
+    def _target_within_limit(self) -> IngressConfig:
+        _check_target(self.autoscaling, self.max_ongoing_requests)
+        return self
+
+
+class DeploymentConfig(_Strict):
+    num_replicas: int = Field(1, ge=1)
+    """Fixed engine replica count, used when ``autoscaling`` is not set."""
+    autoscaling: AutoscalingConfig | None = None
+    """Autoscale the engine replicas between bounds instead of a fixed count."""
+    max_ongoing_requests: int = Field(256, ge=1)
+    """Most requests one engine replica accepts at once (vLLM batches them); more wait in Serve's queue."""
+    ingress: IngressConfig = Field(default_factory=IngressConfig)
+    """The OpenAI-compatible ingress deployment in front of the engines."""
+
+    @model_validator(mode="after")
+    def _target_within_limit(self) -> DeploymentConfig:
+        _check_target(self.autoscaling, self.max_ongoing_requests)
+        return self
 
 
 class LoraConfig(_Strict):
-    enabled: bool = False
+    enabled: bool = True
     """Serve LoRA adapters beside the base model, by name (``<model id>:<adapter>``)."""
     registry: str = EMBEDDED
     """Where adapters live: ``s3://bucket/prefix`` (each under ``<name>/``), or ``embedded``: a local S3-compatible
@@ -106,14 +181,18 @@ class ServerConfig(_Strict):
     port: int = Field(8000, ge=1, le=65535)
     """HTTP port; the base URL is ``http://<host>:<port>/v1``."""
     require_api_key: bool = False
-    """Refuse to start unless ``AUTOMEM_API_KEY`` is set. When it is set, requests without it get 401 either way."""
+    """Refuse to start unless ``AUTOMEM_API_KEY`` is set. When it is set, requests without it get 401 either way.
+    The key guards HTTP only, not Ray's own ports: see the module docstring (Ray token auth)."""
     ready_timeout_s: float = Field(600.0, gt=0)
     """How long ``automem serve`` waits for a chat request to succeed before giving up."""
 
 
 class RayConfig(_Strict):
     address: str | None = None
-    """Cluster to connect to (``auto``, ``ray://...``); None starts a local one (``RAY_ADDRESS`` overrides)."""
+    """Cluster to connect to (``auto``, ``host:port``, ``ray://...``); ``local`` always starts a new local cluster;
+    None (or ``RAY_ADDRESS`` when set) connects to a running local cluster, else starts one. A cluster automem starts
+    uses Ray token auth unless ``RAY_AUTH_MODE`` is set; connecting to a token cluster by address needs
+    ``RAY_AUTH_MODE=token`` and its token (``RAY_AUTH_TOKEN`` or ``~/.ray/auth_token``)."""
     num_cpus: int = Field(8, ge=1)
     """Logical CPUs of a local cluster: more than the cores, so the engine, ingress and runners all schedule."""
 
@@ -143,6 +222,9 @@ class ServeConfig(_Strict):
                 raise ValueError("engine.tensor_parallel_size must be 1 when accelerator is 'cpu'")
             if self.accelerator_type is not None:
                 raise ValueError("accelerator_type applies to accelerator 'gpu' only")
+            if self.engine.block_size is not None and self.engine.block_size % 32:
+                # vllm/v1/attention/backends/cpu_attn.py: supported kernel block sizes are MultipleOf(32).
+                raise ValueError("engine.block_size must be a multiple of 32 when accelerator is 'cpu'")
         if self.lora.enabled and ":" in self.model.id:
             raise ValueError("model.id must not contain ':' (it separates base and adapter)")
         return self
@@ -200,6 +282,29 @@ def parse_config(
         return ServeConfig.model_validate(tree)
     except ValidationError as exc:
         raise ConfigError(_format(exc, source)) from None
+
+
+DEFAULT_CONFIG_NAME = "deploy/serve-embedded.yaml"
+"""The default config, relative to the project root (where ``pyproject.toml`` is)."""
+
+
+def default_config_path() -> Path:
+    """``deploy/serve-embedded.yaml`` of the installed project, found from this package's location.
+
+    The project is installed editable, so the package sits in the checkout beside ``deploy/``; this does not
+    depend on the current directory.
+
+    Raises:
+        ConfigError: the file is not there (a non-editable install ships no ``deploy/``): pass ``--config``.
+    """
+    root = Path(__file__).resolve().parents[2]
+    path = root / DEFAULT_CONFIG_NAME
+    if not path.is_file():
+        raise ConfigError(
+            f"the default serve config {path} does not exist (automem is not installed from a checkout?); "
+            "pass --config PATH, e.g. a copy of deploy/serve-embedded.yaml from the repository"
+        )
+    return path
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> ServeConfig:

@@ -44,6 +44,10 @@ class EndpointState:
     """The local S3 server's process (its own process group)."""
     started_cluster: bool = False
     """Whether the serving process started its own Ray cluster (stopped with it)."""
+    ray_address: str | None = None
+    """The Ray cluster's GCS address (``ip:port``) the app runs on."""
+    ray_auth: str | None = None
+    """Ray's auth mode as the serving process saw it: ``token`` or ``disabled``."""
     log: str | None = None
     """The serving process's log file."""
     extra: dict[str, str] = field(default_factory=dict)

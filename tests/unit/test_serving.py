@@ -133,3 +133,129 @@ def test_embedded_model_cache_key(tmp_path, monkeypatch):
     folder = embedded.prepared_dir(gguf)
     assert folder.parent == tmp_path / "models" and folder.name.startswith("smollm2-135m-")
     assert not embedded.is_prepared(folder)
+
+
+def test_builtin_defaults_equal_the_embedded_yaml():
+    # `automem serve` with no config file must serve exactly what deploy/serve-embedded.yaml describes.
+    assert load_config(ROOT / "deploy/serve-embedded.yaml") == ServeConfig()
+
+
+def test_default_config_is_found_from_the_package_not_the_current_directory(tmp_path, monkeypatch):
+    from automem.serving.config import default_config_path
+    from pipelines.serve import _config_path
+
+    monkeypatch.chdir(tmp_path)
+    assert default_config_path() == ROOT / "deploy/serve-embedded.yaml"
+    assert _config_path(None) == str(ROOT / "deploy/serve-embedded.yaml")
+    assert _config_path("mine.yaml") == str(tmp_path / "mine.yaml")  # the background process may chdir
+
+
+def test_missing_default_config_is_a_clear_error(tmp_path, monkeypatch):
+    from automem.serving import config
+
+    monkeypatch.setattr(config, "DEFAULT_CONFIG_NAME", "deploy/no-such.yaml")
+    with pytest.raises(ConfigError, match="--config"):
+        config.default_config_path()
+
+
+@pytest.mark.parametrize("value", ["1.5", "0", "-1"])
+def test_cpu_kv_cache_is_whole_gib(value):
+    # vLLM parses VLLM_CPU_KVCACHE_SPACE with int(): a fraction would fail only when the replica starts.
+    with pytest.raises(ConfigError, match="engine.cpu_kv_cache_gib"):
+        parse_config({}, [f"engine.cpu_kv_cache_gib={value}"])
+    assert parse_config({}, ["engine.cpu_kv_cache_gib=3"]).engine.cpu_kv_cache_gib == 3
+
+
+def test_block_size_is_validated_and_reaches_the_engine():
+    from automem.serving.options import engine_kwargs
+
+    assert engine_kwargs(ServeConfig())["block_size"] == 32
+    assert "block_size" not in engine_kwargs(parse_config({}, ["engine.block_size=null"]))
+    for bad in ("0", "8", "24"):  # not a positive multiple of 16
+        with pytest.raises(ConfigError, match="engine.block_size"):
+            parse_config({}, [f"engine.block_size={bad}"])
+    with pytest.raises(ConfigError, match="multiple of 32"):  # vLLM's CPU attention: MultipleOf(32)
+        parse_config({}, ["engine.block_size=48"])
+    gpu = load_config(ROOT / "deploy/serve-gpu.yaml", ["engine.block_size=48"])
+    assert engine_kwargs(gpu)["block_size"] == 48
+
+
+def test_engine_extra_may_not_override_generated_keys():
+    from automem.serving.options import engine_kwargs
+
+    with pytest.raises(ConfigError) as exc:
+        parse_config({"engine": {"extra": {"enable_lora": False, "max_model_len": 8, "seed": 1}}})
+    assert "engine.extra" in str(exc.value)
+    assert "enable_lora, max_model_len" in str(exc.value)
+    kwargs = engine_kwargs(parse_config({"engine": {"extra": {"seed": 1}}}))
+    assert kwargs["seed"] == 1 and kwargs["enable_lora"] is True
+
+
+RAY_INGRESS_DEFAULTS = {
+    "max_ongoing_requests": 10**9,
+    "autoscaling_config": {"target_ongoing_requests": 10**9},
+}
+"""What ``OpenAiIngress.get_deployment_options`` returns in Ray 2.60 (one replica that never scales)."""
+
+
+def test_ingress_options_map_replicas_and_autoscaling():
+    from automem.serving.options import engine_deployment_config, ingress_deployment_options
+
+    embedded = load_config(ROOT / "deploy/serve-embedded.yaml")
+    fixed = ingress_deployment_options(embedded.deployment.ingress, RAY_INGRESS_DEFAULTS)
+    assert fixed == {"max_ongoing_requests": 10**9, "num_replicas": 1}
+    assert RAY_INGRESS_DEFAULTS["autoscaling_config"] == {"target_ongoing_requests": 10**9}  # not mutated
+
+    gpu = load_config(ROOT / "deploy/serve-gpu.yaml")
+    auto = ingress_deployment_options(gpu.deployment.ingress, RAY_INGRESS_DEFAULTS)
+    assert "num_replicas" not in auto
+    assert auto["autoscaling_config"]["target_ongoing_requests"] == 256
+    assert (auto["autoscaling_config"]["min_replicas"], auto["autoscaling_config"]["max_replicas"]) == (2, 8)
+    limited = parse_config(
+        {}, ["deployment.ingress.num_replicas=3", "deployment.ingress.max_ongoing_requests=64"]
+    )
+    opts = ingress_deployment_options(limited.deployment.ingress, RAY_INGRESS_DEFAULTS)
+    assert opts["num_replicas"] == 3 and opts["max_ongoing_requests"] == 64
+
+    engine = engine_deployment_config(gpu.deployment)
+    assert engine["autoscaling_config"]["target_ongoing_requests"] == 64 and "num_replicas" not in engine
+    assert engine_deployment_config(embedded.deployment) == {"max_ongoing_requests": 256, "num_replicas": 1}
+    with pytest.raises(ConfigError, match="must not exceed max_ongoing_requests"):
+        parse_config({}, ["deployment.ingress.max_ongoing_requests=8"] + _ingress_auto(target=64))
+
+
+def _ingress_auto(target: float) -> list[str]:
+    return [f"deployment.ingress.autoscaling={{target_ongoing_requests: {target}, max_replicas: 2}}"]
+
+
+def test_api_key_is_not_kept_by_the_middleware():
+    import pickle
+
+    from automem.serving.auth import HashedKey
+
+    key = "k-" + "x7" * 16
+    mw = ApiKeyMiddleware(None, api_key=key)
+    assert key.encode() not in pickle.dumps(mw)
+    assert _call(mw, {"Authorization": f"Bearer {key}"}) == 200
+    assert _call(mw, {"Authorization": f"Bearer {key}x"}) == 401
+    hashed = HashedKey.of(key)
+    assert key.encode() not in pickle.dumps(hashed) and hashed.matches(key) and not hashed.matches("")
+    assert HashedKey.of(key).salt != hashed.salt  # salted: equal keys do not give equal digests
+
+
+def test_serve_conflicts_are_named():
+    from automem.serving.guard import ServeApp, ServeInstance, serve_conflict
+
+    def check(running):
+        return serve_conflict(running, app_name="automem-llm", host="127.0.0.1", port=8001)
+
+    assert check(None) is None  # Serve not started: ours to start
+    assert check(ServeInstance("127.0.0.1", 8001)) is None  # Serve up, nothing deployed
+    other_port = check(ServeInstance("127.0.0.1", 8000))
+    assert other_port and "127.0.0.1:8000" in other_port and "server.port=8000" in other_port
+    assert "listens on 0.0.0.0:8001" in (check(ServeInstance("0.0.0.0", 8001)) or "")
+    same_name = check(ServeInstance("127.0.0.1", 8001, {"automem-llm": ServeApp("RUNNING", "/")}))
+    assert same_name and "'automem-llm'" in same_name and "did not start" in same_name
+    same_route = check(ServeInstance("127.0.0.1", 8001, {"chatbot": ServeApp("RUNNING", "/")}))
+    assert same_route and "'chatbot'" in same_route
+    assert check(ServeInstance("127.0.0.1", 8001, {"chatbot": ServeApp("RUNNING", "/chat")})) is None

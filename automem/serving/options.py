@@ -1,0 +1,78 @@
+"""The serve config mapped onto Ray Serve LLM's options: vLLM engine arguments and the two deployments' settings.
+
+Plain dictionaries, no Ray here, so the mapping is unit-tested without a cluster; ``actors/serve_app.py`` hands them
+to ``LLMConfig`` and ``serve.deployment``.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from automem.serving.config import GENERATED_ENGINE_KEYS, DeploymentConfig, IngressConfig, ServeConfig
+
+
+def engine_kwargs(cfg: ServeConfig) -> dict[str, Any]:
+    """vLLM engine arguments from the config.
+
+    Raises:
+        ValueError: ``engine.extra`` sets a generated key (the config validator already refuses that; this guards
+            configs built without validation).
+    """
+    eng = cfg.engine
+    kwargs: dict[str, Any] = {
+        "dtype": eng.dtype,
+        "max_model_len": eng.max_model_len,
+        "tensor_parallel_size": eng.tensor_parallel_size,
+        "enable_prefix_caching": eng.enable_prefix_caching,
+    }
+    for name in ("block_size", "max_num_seqs", "gpu_memory_utilization"):
+        value = getattr(eng, name)
+        if value is not None:
+            kwargs[name] = value
+    if cfg.lora.enabled:
+        kwargs.update(
+            enable_lora=True, max_lora_rank=cfg.lora.max_rank, max_loras=cfg.lora.max_adapters_per_replica
+        )
+    clash = sorted((GENERATED_ENGINE_KEYS | kwargs.keys()) & eng.extra.keys())
+    if clash:
+        raise ValueError(f"engine.extra must not set {', '.join(clash)}: automem generates them")
+    kwargs.update(eng.extra)
+    return kwargs
+
+
+def engine_deployment_config(deployment: DeploymentConfig) -> dict[str, Any]:
+    """``LLMConfig.deployment_config`` for the engine (``LLMServer``) deployment.
+
+    Serve LLM deep-merges it over its defaults, whose ``target_ongoing_requests`` is 1e9 (FACTS.md); the config
+    schema makes ``target_ongoing_requests`` required whenever autoscaling is on.
+    """
+    out: dict[str, Any] = {"max_ongoing_requests": deployment.max_ongoing_requests}
+    if deployment.autoscaling is not None:
+        out["autoscaling_config"] = deployment.autoscaling.model_dump()
+    else:
+        out["num_replicas"] = deployment.num_replicas
+    return out
+
+
+def ingress_deployment_options(ingress: IngressConfig, defaults: dict[str, Any]) -> dict[str, Any]:
+    """Options for the ingress deployment: Serve LLM's ``defaults`` with automem's replica settings applied.
+
+    ``defaults`` is ``OpenAiIngress.get_deployment_options(...)``: an ``autoscaling_config`` with only
+    ``target_ongoing_requests=1e9`` (one replica that never scales). With ``ingress.autoscaling`` set, its fields
+    replace those; without, the ingress gets a fixed ``num_replicas`` (Serve refuses both at once).
+    ``ray_actor_options`` is set by the caller (it holds the replicas' environment).
+    """
+    options = copy.deepcopy(defaults)
+    if ingress.autoscaling is not None:
+        options["autoscaling_config"] = {
+            **(options.get("autoscaling_config") or {}),
+            **ingress.autoscaling.model_dump(),
+        }
+        options.pop("num_replicas", None)
+    else:
+        options.pop("autoscaling_config", None)
+        options["num_replicas"] = ingress.num_replicas
+    if ingress.max_ongoing_requests is not None:
+        options["max_ongoing_requests"] = ingress.max_ongoing_requests
+    return options
