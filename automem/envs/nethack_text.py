@@ -16,11 +16,17 @@ from typing import Any
 
 import numpy as np
 
-# Kinds of glyph, ordered by how much they matter in the "you see" list.
+# Kinds of glyph, in the order the "you see" list shows them.
 MONSTER, OBJECT, FEATURE, TERRAIN, SKIP = 0, 1, 2, 3, 4
+# Which kinds keep their place first when a big level does not fit the list: monsters, then features (the
+# stairs a task leads to, doors, fountains), then objects (a shop can hold dozens).
+_PRIORITY = {MONSTER: 0, FEATURE: 1, OBJECT: 2, TERRAIN: 3}
+_KIND_WORD = {MONSTER: "monsters", OBJECT: "objects", FEATURE: "features", TERRAIN: "walls or corridors"}
 
 _SKIPPED_CMAP = {0, 19, 20}  # unexplored stone, lit floor, dark floor: everywhere and uninformative
-_TERRAIN_CMAP = set(range(1, 12)) | {21, 22}  # walls, corridors
+# Walls, iron bars, trees, corridors: they fill the map (Boxoban's walls are iron bars), so only the nearest of
+# each is named; the map rows show the rest.
+_TERRAIN_CMAP = set(range(1, 12)) | {17, 18, 21, 22}
 _HUNGER = ["satiated", "not hungry", "hungry", "weak", "fainting", "fainted", "starved"]
 _ENCUMBRANCE = ["unencumbered", "burdened", "stressed", "strained", "overtaxed", "overloaded"]
 _ALIGNMENT = {-1: "chaotic", 0: "neutral", 1: "lawful"}
@@ -50,19 +56,39 @@ NEIGHBOURS = [
     ("west", -1, 0),
     ("northwest", -1, -1),
 ]
-_CLASS_WORD = {7: "potion", 3: "ring", 10: "wand", 4: "amulet", 9: "spellbook", 12: "gem"}
+_PAIRS = ("gloves", "boots", "shoes")  # NetHack says "pair of" for gloves and boots (is_gloves, is_boots)
 
 
 def _object_name(nh: Any, glyph: int) -> str:
+    """An object glyph in the game's own words for an unidentified object (NetHack's ``xname``).
+
+    An object glyph stands for an appearance, not an identity: NetHack's shuffled descriptions ("ruby potion")
+    are drawn with the glyph of the object whose unshuffled description they are, so ``OBJ_DESCR`` of the glyph's
+    object is what the player sees, and ``OBJ_NAME`` may well be another object's name (never shown here).
+    """
     obj = nh.objclass(nh.glyph_to_obj(glyph))
     name, descr = nh.OBJ_NAME(obj), nh.OBJ_DESCR(obj)
     klass = ord(obj.oc_class)
-    if klass == 8 and descr:  # scrolls are known by their label until identified
-        return f"scroll labeled {descr}"
-    if klass in _CLASS_WORD and descr:
-        return f"{descr} {_CLASS_WORD[klass]}"
-    # Unidentified weapons, armor and tools show their appearance (a "crude dagger"), as on the screen.
-    return descr or name or "strange object"
+    if descr:
+        if klass == nh.SCROLL_CLASS:
+            # Magic scrolls are "labeled"; blank paper is the one scroll without magic in NLE's build.
+            return f"{descr} scroll" if descr == "unlabeled" else f"scroll labeled {descr}"
+        if klass == nh.SPBOOK_CLASS:
+            return "paperback book" if descr == "paperback" else f"{descr} spellbook"
+        if klass == nh.AMULET_CLASS:
+            return descr if descr == "Amulet of Yendor" else f"{descr} amulet"
+        if klass == nh.GEM_CLASS:
+            # Gray stones are mineral ("gray stone"), every other described gem is a "gem"; NLE's objclass
+            # binding has no oc_material to ask.
+            return f"{descr} {'stone' if descr == 'gray' else 'gem'}"
+        word = {nh.POTION_CLASS: "potion", nh.WAND_CLASS: "wand", nh.RING_CLASS: "ring"}.get(klass)
+        if word:
+            return f"{descr} {word}"
+    # Weapons, armor and tools show their appearance until identified (a "crude dagger"), else their name.
+    text = descr or name or "strange object"
+    if klass == nh.ARMOR_CLASS and text.endswith(_PAIRS):  # no oc_armcat in NLE's objclass binding either
+        return f"pair of {text}"
+    return text
 
 
 @lru_cache(maxsize=1)
@@ -131,11 +157,17 @@ def where(dx: int, dy: int) -> str:
     return f"{steps(ay)} {ns} and {steps(ax)} {ew}"
 
 
-def describe_surroundings(glyphs: np.ndarray, x: int, y: int, max_items: int = 24) -> list[str]:
+def describe_surroundings(
+    glyphs: np.ndarray, x: int, y: int, per_name: int = 8, max_lines: int = 40
+) -> list[str]:
     """Lines naming the eight neighbours, then what is in view by kind and distance (nearest first).
 
-    Monsters are listed one by one; objects and features up to three of each name; walls and corridors only
-    the nearest of each name (they fill the map).
+    Every monster is listed, and every object and feature up to ``per_name`` of each name (Boxoban's four
+    boulders and four fountains all show); of walls, corridors, iron bars and trees only the nearest of each
+    (they fill the map, and the map rows show them). The list is bounded on big levels, never silently: past
+    ``per_name``, a line counts the rest of that name; past ``max_lines`` entries, every name keeps its nearest
+    one first, in the order monsters, features (stairs, doors, fountains), objects, and a last line counts by kind
+    the names left out altogether.
     """
     names, kinds = glyph_table()
     rows, cols = glyphs.shape
@@ -147,27 +179,47 @@ def describe_surroundings(glyphs: np.ndarray, x: int, y: int, max_items: int = 2
     lines = ["Next to you: " + "; ".join(neighbours) + "."]
 
     k = kinds[glyphs]
-    k[y, x] = SKIP  # the player
+    if 0 <= y < rows and 0 <= x < cols:
+        k[y, x] = SKIP  # the player
     ys, xs = np.nonzero(k != SKIP)
-    if len(xs):
-        dist = np.maximum(np.abs(xs - x), np.abs(ys - y))  # moves needed, diagonals allowed
-        order = np.lexsort((xs, ys, dist, k[ys, xs]))
-        per_name: dict[str, int] = {}
-        seen_lines: list[str] = []
-        for i in order.tolist():
-            kind = int(k[ys[i], xs[i]])
-            name = names[int(glyphs[ys[i], xs[i]])]
-            limit = 1 if kind == TERRAIN else 3 if kind in (OBJECT, FEATURE) else 99
-            if per_name.get(name, 0) >= limit:
-                continue
-            per_name[name] = per_name.get(name, 0) + 1
-            seen_lines.append(f"- {name}: {where(int(xs[i]) - x, int(ys[i]) - y)}")
-            if len(seen_lines) >= max_items:
-                break
-        lines.append("You see:")
-        lines.extend(seen_lines)
-    else:
+    if not len(xs):
         lines.append("You see nothing else of note.")
+        return lines
+    dist = np.maximum(np.abs(xs - x), np.abs(ys - y))  # moves needed, diagonals allowed
+    order = np.lexsort((xs, ys, dist, k[ys, xs]))
+    # Squares by name, nearest first; names in order of kind, then of their nearest square.
+    groups: dict[str, list[int]] = {}
+    for i in order.tolist():
+        groups.setdefault(names[int(glyphs[ys[i], xs[i]])], []).append(i)
+    kind_of = {name: int(k[ys[m[0]], xs[m[0]]]) for name, m in groups.items()}
+    cap = {
+        name: len(m) if kind_of[name] == MONSTER else 1 if kind_of[name] == TERRAIN else per_name
+        for name, m in groups.items()
+    }
+    # The budget goes to the nearest square of every name first, then to the others.
+    by_priority = sorted(groups, key=lambda name: _PRIORITY[kind_of[name]])  # stable: nearest first within
+    shown = dict.fromkeys(groups, 0)
+    budget = max_lines
+    for name in by_priority:
+        if budget:
+            shown[name], budget = 1, budget - 1
+    for name in by_priority:
+        extra = min(budget, min(cap[name], len(groups[name])) - shown[name]) if shown[name] else 0
+        shown[name] += extra
+        budget -= extra
+    chosen = sorted(i for name, m in groups.items() for i in m[: shown[name]])
+    chosen.sort(key=lambda i: (int(k[ys[i], xs[i]]), int(dist[i]), int(ys[i]), int(xs[i])))
+    lines.append("You see:")
+    lines.extend(
+        f"- {names[int(glyphs[ys[i], xs[i]])]}: {where(int(xs[i]) - x, int(ys[i]) - y)}" for i in chosen
+    )
+    for name, m in groups.items():
+        if shown[name] and len(m) > shown[name] and kind_of[name] != TERRAIN:
+            lines.append(f"- {name}: {len(m) - shown[name]} more, farther away")
+    left_out = [_KIND_WORD[kind_of[name]] for name in by_priority if not shown[name]]
+    if left_out:
+        counts = ", ".join(f"{left_out.count(w)} kinds of {w}" for w in dict.fromkeys(left_out))
+        lines.append(f"- not listed, farther away: {counts} (see the map)")
     return lines
 
 

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -134,3 +136,87 @@ def test_glyph_names_and_directions():
     glyphs[10, 43] = nh.GLYPH_CMAP_OFF + 24
     lines = describe_surroundings(glyphs, 40, 10)
     assert "- staircase down: 3 steps east" in lines
+
+
+# Seeds whose first screen shows an object next to the player, and the game's own words for it when the player
+# steps onto it ("You see here a brown potion." or, picked up, "g - a brown potion."). One per object class.
+GAME_WORDS = [
+    (144, "brown potion"),
+    (42, "scroll labeled KIRJE"),
+    (1949, "pink spellbook"),
+    (2353, "short wand"),
+    (2800, "copper ring"),
+    (2643, "octagonal amulet"),
+    (2136, "red gem"),
+    (23, "crude ring mail"),
+    (2797, "pair of buckled boots"),
+]
+
+
+@pytest.mark.parametrize(("seed", "words"), GAME_WORDS)
+def test_objects_are_named_in_the_games_own_words(env, seed: int, words: str):
+    obs, _ = env.reset(seed=seed)
+    found = re.search(rf"^- {re.escape(words)}: 1 step (\w+)$", obs, re.MULTILINE)
+    assert found, f"the observation should name {words!r} next to the player:\n{obs}"
+    message = env.step(found.group(1))[0].splitlines()[0]
+    assert re.search(rf"\b(a|an|\d+) {re.escape(words)}\b", message), message
+
+
+def test_a_scroll_seen_at_reset_is_the_scroll_the_game_picks_up(env):
+    obs, _ = env.reset(seed=8)
+    assert "- scroll labeled ETAOIN SHRDLU: 2 steps west" in obs.splitlines()
+    env.step("west")
+    assert env.step("west")[0].splitlines()[0] == "Message: i - a scroll labeled ETAOIN SHRDLU."
+
+
+def test_every_object_glyph_names_its_class():
+    import nle.nethack as nh
+
+    names, _ = glyph_table()
+    word = {
+        nh.POTION_CLASS: " potion",
+        nh.WAND_CLASS: " wand",
+        nh.RING_CLASS: " ring",
+        nh.AMULET_CLASS: " amulet",
+        nh.SPBOOK_CLASS: " spellbook",
+    }
+    seen = set()
+    for glyph in range(nh.GLYPH_OBJ_OFF, nh.GLYPH_OBJ_OFF + nh.NUM_OBJECTS):
+        obj = nh.objclass(nh.glyph_to_obj(glyph))
+        klass, name = ord(obj.oc_class), names[glyph]
+        if not nh.OBJ_DESCR(obj):
+            continue
+        seen.add(klass)
+        if klass == nh.SCROLL_CLASS:
+            assert name.startswith("scroll labeled ") or name == "unlabeled scroll", name
+        elif klass == nh.GEM_CLASS:
+            assert name.endswith((" gem", " stone")), name
+        elif klass in word and name not in ("Amulet of Yendor", "paperback book"):
+            assert name.endswith(word[klass]), name
+        else:
+            assert not name.endswith(tuple(word.values())) and not name.startswith("scroll"), name
+    assert {nh.POTION_CLASS, nh.SCROLL_CLASS, nh.WAND_CLASS, nh.RING_CLASS, nh.ARMOR_CLASS} <= seen
+
+
+def test_the_you_see_list_is_bounded_but_says_what_it_leaves_out():
+    import nle.nethack as nh
+
+    glyphs = np.full((21, 79), nh.GLYPH_CMAP_OFF, dtype=np.int16)  # unexplored everywhere
+    glyphs[10, 40] = nh.GLYPH_MON_OFF  # the player
+    for i in range(12):  # twelve fountains in a row below the player
+        glyphs[15, 3 * i] = nh.GLYPH_CMAP_OFF + 31
+    glyphs[20, 78] = nh.GLYPH_CMAP_OFF + 24  # the stairs down, far away
+    lines = describe_surroundings(glyphs, 40, 10, per_name=8)
+    assert sum(line.startswith("- fountain: ") for line in lines) == 9  # eight squares, then a count
+    assert "- fountain: 4 more, farther away" in lines
+    assert "- staircase down: 10 steps south and 38 steps east" in lines
+    # A shop's worth of different objects: the list stops at max_lines, but the stairs keep their line.
+    for i in range(60):
+        glyphs[1 + i // 30, 2 + (i * 2) % 60] = nh.GLYPH_OBJ_OFF + 100 + i
+    lines = describe_surroundings(glyphs, 40, 10, per_name=8, max_lines=40)
+    entries = [
+        line for line in lines if line.startswith("- ") and "more" not in line and "not listed" not in line
+    ]
+    assert len(entries) == 40
+    assert "- staircase down: 10 steps south and 38 steps east" in lines
+    assert lines[-1] == "- not listed, farther away: 22 kinds of objects (see the map)"
