@@ -14,7 +14,12 @@ EpisodeRunnerActor = ray.remote(EpisodeRunner)
 
 
 def runner_actor(
-    *, concurrency: int, num_cpus: float = 0.5, name: str | None = None, env_vars: dict | None = None
+    *,
+    concurrency: int,
+    num_cpus: float = 0.5,
+    name: str | None = None,
+    env_vars: dict | None = None,
+    resources: dict[str, float] | None = None,
 ):
     """Options for one runner actor: ``concurrency`` episodes at once (plus room for stats calls).
 
@@ -26,4 +31,6 @@ def runner_actor(
         opts["name"] = name
     if env_vars:
         opts["runtime_env"] = {"env_vars": env_vars}
+    if resources:
+        opts["resources"] = resources
     return EpisodeRunnerActor.options(**opts)

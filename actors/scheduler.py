@@ -1,9 +1,12 @@
 """Fans episode jobs out to runner actors, with backpressure, retries, dead-runner replacement and progress.
 
-The driver keeps at most ``concurrency`` episodes in flight, spread evenly over ``num_runners`` actors. A failed
-episode (the runner recorded why in ``attempts``) is retried as a new attempt up to ``max_attempts``. A dead
-actor (killed, out of memory, node lost) is replaced; its in-flight episodes are recorded as failed attempts and
-re-run. Nothing is committed twice: commits are per attempt and a retried episode overwrites, never duplicates.
+The driver keeps at most ``concurrency`` episodes in flight, spread evenly over ``num_runners`` actors, and at
+most ``max_llm_inflight`` model requests open in total (each runner gets its share). A failed episode (the
+runner recorded why in ``attempts``) is retried as a new attempt up to ``max_attempts``. A dead actor (killed,
+out of memory, node lost) is replaced; results it had already returned are collected first, and its other
+in-flight episodes are recorded as failed attempts and re-run. Nothing is committed twice: a runner answers an
+episode that is already committed from the store instead of playing it, and a commit never replaces another
+attempt's committed record.
 """
 
 from __future__ import annotations
@@ -12,16 +15,27 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from dataclasses import replace as dc_replace
 from typing import Any
 
 import ray
-from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError, RayTaskError
+from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError, RayError, RayTaskError
 
 from actors.runner import runner_actor
 from automem.rollout.jobs import EpisodeJob
 from automem.rollout.runner import RunnerConfig
 from automem.trajectory.storage import Storage
 from automem.trajectory.writer import EpisodeWriter
+
+
+class RunnersFailing(RuntimeError):
+    """Runner actors keep dying without finishing anything (e.g. an error in their creation task)."""
+
+
+def _death_reason(exc: Exception) -> str:
+    """The error class and the gist of why an actor died (Ray's message ends with the actor's own error)."""
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: ...{text[-400:]}" if len(text) > 400 else f"{type(exc).__name__}: {text}"
 
 
 @dataclass
@@ -32,6 +46,7 @@ class RolloutResult:
     failed: dict[str, str] = field(default_factory=dict)  # episode id -> last error
     attempts: int = 0
     runner_restarts: int = 0
+    already_committed: int = 0  # retries answered from the store: the episode had committed before
     interrupted: bool = False
     wall_seconds: float = 0.0
 
@@ -54,6 +69,11 @@ class RolloutScheduler:
         max_attempts: attempts per episode before it is given up.
         on_progress: called about once a second with a stats dict (the CLI draws its progress bar from it).
         runner_env: environment variables for the actors (e.g. the S3 endpoint).
+        runner_cpus: logical CPUs each runner actor reserves.
+        max_llm_inflight: model requests open at once over all runners (None: each runner's
+            ``config.max_llm_inflight``).
+        runner_resources: custom resources each runner requests, e.g. ``{"rollout": 0.01}`` to place runners on
+            the cluster's rollout nodes (``ray_cluster.yaml``).
     """
 
     def __init__(
@@ -67,27 +87,50 @@ class RolloutScheduler:
         on_progress: Callable[[dict[str, Any]], None] | None = None,
         runner_env: dict[str, str] | None = None,
         runner_cpus: float = 0.5,
+        max_llm_inflight: int | None = None,
+        runner_resources: dict[str, float] | None = None,
     ) -> None:
         if not jobs:
             raise ValueError("no episodes to run")
         self.queue: deque[EpisodeJob] = deque(jobs)
         self.total = len(jobs)
-        self.config = config
         self.num_runners = max(1, min(num_runners, concurrency))
+        if max_llm_inflight is not None:
+            if max_llm_inflight < 1:
+                raise ValueError("max_llm_inflight must be at least 1")
+            self.num_runners = min(self.num_runners, max_llm_inflight)  # every runner needs one request
+        self.max_llm_inflight = max_llm_inflight
+        self.config = config
         self.per_runner = max(1, -(-concurrency // self.num_runners))
         self.concurrency = concurrency
         self.max_attempts = max_attempts
         self.on_progress = on_progress
         self.runner_env = runner_env
         self.runner_cpus = runner_cpus
+        self.runner_resources = runner_resources
         self.result = RolloutResult()
         self.runners: list[_Runner] = []
         self._stats: dict[int, dict[str, Any]] = {}
+        self._retired: dict[str, float] = {"steps": 0, "tokens": 0}  # counters of replaced runners
+        # Deaths since the last finished episode: past a few per runner the cause is not transient (an actor
+        # that cannot even be created, say) and replacing it again would loop forever.
+        self._deaths_in_a_row = 0
+        self.max_deaths_in_a_row = 3 * self.num_runners + 2
+
+    def _runner_config(self, index: int) -> RunnerConfig:
+        """Runner ``index``'s config: its share of the total in-flight request cap, if one is set."""
+        if self.max_llm_inflight is None:
+            return self.config
+        share, extra = divmod(self.max_llm_inflight, self.num_runners)
+        return dc_replace(self.config, max_llm_inflight=share + (index < extra))
 
     def _start_runner(self, index: int) -> _Runner:
         handle = runner_actor(
-            concurrency=self.per_runner, num_cpus=self.runner_cpus, env_vars=self.runner_env
-        ).remote(self.config)
+            concurrency=self.per_runner,
+            num_cpus=self.runner_cpus,
+            env_vars=self.runner_env,
+            resources=self.runner_resources,
+        ).remote(self._runner_config(index))
         return _Runner(handle, index)
 
     def _fill(self) -> None:
@@ -105,8 +148,46 @@ class RolloutScheduler:
         else:
             self.result.failed[job.episode_id] = error
 
+    def _collect(self, runner: _Runner, ref: Any) -> None:
+        """Take the outcome of one finished episode task of ``runner``."""
+        job = runner.inflight.pop(ref)
+        try:
+            summary = ray.get(ref)
+        except (ActorDiedError, ActorUnavailableError, RayActorError) as exc:
+            runner.inflight[ref] = job  # _replace handles every in-flight job of the dead actor
+            self._deaths_in_a_row += 1
+            why = _death_reason(exc)
+            if self._deaths_in_a_row > self.max_deaths_in_a_row:
+                raise RunnersFailing(
+                    f"runner actors died {self._deaths_in_a_row} times in a row without finishing an "
+                    f"episode; last: {why}"
+                ) from exc
+            self._replace(runner, why)
+            return
+        except RayTaskError as exc:
+            cause = exc.cause if exc.cause is not None else exc
+            self._retry_or_give_up(job, f"{type(cause).__name__}: {cause}"[:500])
+            return
+        except RayError as exc:  # e.g. the result object was lost with its node: play it again
+            self._retry_or_give_up(job, f"{type(exc).__name__}: {exc}"[:500])
+            return
+        self.result.already_committed += bool(summary.get("already_committed"))
+        self.result.done.append(summary)
+        self._deaths_in_a_row = 0
+
     def _replace(self, runner: _Runner, error: str) -> None:
-        """A runner died: record its in-flight attempts as failed, re-queue them, start a new actor."""
+        """A runner died: keep what it had finished, record the rest as failed and re-queue it, start anew."""
+        # Results the actor returned before it died are in the object store: collect them, not replay them.
+        refs = list(runner.inflight)
+        finished, _ = ray.wait(refs, num_returns=len(refs), timeout=0) if refs else ([], [])
+        for ref in finished:
+            try:
+                summary = ray.get(ref, timeout=0)
+            except Exception:
+                continue
+            del runner.inflight[ref]
+            self.result.done.append(summary)
+            self.result.already_committed += bool(summary.get("already_committed"))
         storage = Storage(self.config.storage_root, retry_for_s=self.config.storage_retry_s)
         for job in runner.inflight.values():
             try:
@@ -116,11 +197,14 @@ class RolloutScheduler:
             except Exception:  # storage trouble must not stop the run; the attempt simply has no record
                 pass
             self._retry_or_give_up(job, f"runner died: {error}")
+        runner.inflight.clear()
         try:
             ray.kill(runner.handle)
         except Exception:
             pass
-        self._stats.pop(runner.index, None)
+        last = self._stats.pop(runner.index, {})
+        for k in self._retired:
+            self._retired[k] += last.get(k, 0)
         self.runners[self.runners.index(runner)] = self._start_runner(runner.index)
         self.result.runner_restarts += 1
 
@@ -137,8 +221,8 @@ class RolloutScheduler:
 
     def progress(self) -> dict[str, Any]:
         done = self.result.done
-        live_steps = sum(s.get("steps", 0) for s in self._stats.values())
-        live_tokens = sum(s.get("tokens", 0) for s in self._stats.values())
+        live_steps = self._retired["steps"] + sum(s.get("steps", 0) for s in self._stats.values())
+        live_tokens = self._retired["tokens"] + sum(s.get("tokens", 0) for s in self._stats.values())
         elapsed = max(1e-9, time.perf_counter() - self._t0)
         prog = [d["progression"] for d in done]
         return {
@@ -149,6 +233,7 @@ class RolloutScheduler:
             "queued": len(self.queue),
             "attempts": self.result.attempts,
             "runner_restarts": self.result.runner_restarts,
+            "llm_inflight": sum(s.get("llm_inflight", 0) for s in self._stats.values()),
             "steps": live_steps,
             "tokens": live_tokens,
             "steps_per_s": live_steps / elapsed,
@@ -166,20 +251,14 @@ class RolloutScheduler:
             while self.queue or any(r.inflight for r in self.runners):
                 self._fill()
                 refs = [ref for r in self.runners for ref in r.inflight]
-                ready, _ = ray.wait(refs, num_returns=1, timeout=0.5) if refs else ([], [])
+                ready, rest = ray.wait(refs, num_returns=1, timeout=0.5) if refs else ([], [])
+                if ready and rest:  # take every result that is ready, not one per loop
+                    ready += ray.wait(rest, num_returns=len(rest), timeout=0)[0]
                 for ref in ready:
                     runner = next((r for r in self.runners if ref in r.inflight), None)
                     if runner is None:  # its actor died and was replaced while we handled another ref
                         continue
-                    job = runner.inflight.pop(ref)
-                    try:
-                        self.result.done.append(ray.get(ref))
-                    except (ActorDiedError, ActorUnavailableError, RayActorError) as exc:
-                        runner.inflight[ref] = job  # _replace handles every in-flight job of the dead actor
-                        self._replace(runner, type(exc).__name__)
-                    except RayTaskError as exc:
-                        cause = exc.cause if exc.cause is not None else exc
-                        self._retry_or_give_up(job, f"{type(cause).__name__}: {cause}"[:500])
+                    self._collect(runner, ref)
                 now = time.perf_counter()
                 if self.on_progress and now - last_progress > 1.0:
                     self._poll_stats()

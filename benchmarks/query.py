@@ -207,7 +207,7 @@ def gen_episode_tables(rng: np.random.Generator, e0: int, n_eps: int, steps: int
 
 
 def generate(root: str, episodes: int, steps: int, chunk: int = 50) -> None:
-    """Write the store: per episode one part per streamed table and an episodes row, as the writer does."""
+    """Write the store in the committed layout: per episode one file per table and an episodes row, last."""
     rng = np.random.default_rng(0)
     ep_rows = []
     for e0 in range(0, episodes, chunk):
@@ -223,7 +223,7 @@ def generate(root: str, episodes: int, steps: int, chunk: int = 50) -> None:
             for i in range(k):
                 part = tab.slice(bounds[i], bounds[i + 1] - bounds[i])
                 ep_id = part["episode_id"][0].as_py()
-                path = os.path.join(root, "tables", name, "bench", f"{ep_id}-p00000.parquet")
+                path = os.path.join(root, "tables", name, "bench", f"{ep_id}.parquet")
                 os.makedirs(os.path.dirname(path), exist_ok=True)
                 pq.write_table(part, path, compression="zstd")
         for i in range(k):

@@ -3,10 +3,12 @@
     automem rollout --env crafter-v0 --episodes 8 --max-steps 30 --out runs/demo
     automem rollout --env nethack-v0 --episodes 1000 --concurrency 1000 --endpoint http://serve:8000/v1 \\
         --model qwen2.5-7b --memory-model qwen2.5-7b:mem-v1 --out s3://bucket/trajectories --run-id nh-0001
-    automem rollout --run-id nh-0001 --out s3://bucket/trajectories --resume ...   # after a crash or Ctrl-C
+    automem rollout --resume --run-id nh-0001 --out s3://bucket/trajectories   # after a crash or Ctrl-C
     ray job submit --working-dir . -- automem rollout --env crafter-v0 --episodes 64 --out s3://bucket/t
 
-Everything is validated (scaffold, env id, seeds, output root) before any episode starts.
+Everything is validated (scaffold, env id, seeds, output root) before any episode starts. A resume reads what
+to play (env, episodes, seeds, scaffold, models, step cap) from the run's manifest; passing one of those with
+another value is an error, while the rest (concurrency, endpoint, runners, limits) may change.
 """
 
 from __future__ import annotations
@@ -28,19 +30,27 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+# What defines a run's episodes: stored in its manifest, and taken from there on --resume.
+JOB_DEFAULTS: dict[str, Any] = {
+    "env": "crafter-v0",
+    "episodes": 8,
+    "seeds": "0-999",
+    "scaffold": None,
+    "model": "smollm2-135m",
+    "memory_model": None,
+    "max_steps": 30,
+}
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--env", default="crafter-v0", help="environment id (`automem env list`); default crafter-v0"
-    )
-    p.add_argument("--episodes", type=int, default=8, help="number of episodes (default 8)")
+    p.add_argument("--env", default=None, help="environment id (`automem env list`); default crafter-v0")
+    p.add_argument("--episodes", type=int, default=None, help="number of episodes (default 8)")
     p.add_argument("--concurrency", type=int, default=8, help="episodes in flight at once (default 8)")
     p.add_argument(
         "--runners", type=int, default=None, help="runner actors (default: concurrency/64, at least 1)"
     )
     p.add_argument("--scaffold", default=None, help="scaffold name or YAML file (default: <env family>-v0)")
-    p.add_argument(
-        "--model", default="smollm2-135m", help="model that commits actions (default smollm2-135m)"
-    )
+    p.add_argument("--model", default=None, help="model that commits actions (default smollm2-135m)")
     p.add_argument(
         "--memory-model", default=None, help="model for memory turns, e.g. BASE:ADAPTER (default: --model)"
     )
@@ -49,23 +59,50 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default="embedded",
         help="OpenAI-compatible base URL, or 'embedded' to use (or start) the embedded endpoint (default)",
     )
-    p.add_argument("--max-steps", type=int, default=30, help="step cap per episode (default 30)")
-    p.add_argument("--seeds", default="0-999", help="seed list: '1,5,9', '0-99' or a mix (default 0-999)")
+    p.add_argument("--max-steps", type=int, default=None, help="step cap per episode (default 30)")
+    p.add_argument("--seeds", default=None, help="seed list: '1,5,9', '0-99' or a mix (default 0-999)")
     p.add_argument("--run-id", default=None, help="run id (default: <env>-<UTC time>); needed for --resume")
     p.add_argument(
         "--out", default="runs", help="storage root: a folder or s3://bucket/prefix (default ./runs)"
     )
-    p.add_argument("--resume", action="store_true", help="continue run --run-id, skipping committed episodes")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue run --run-id (its episodes, seeds, scaffold and models come from its manifest), "
+        "skipping committed episodes",
+    )
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="with --resume: take over the run even if another driver's heartbeat looks alive",
+    )
     p.add_argument(
         "--max-attempts", type=int, default=3, help="attempts per episode before giving up (default 3)"
     )
     p.add_argument(
-        "--max-llm-inflight", type=int, default=256, help="model requests in flight per runner (default 256)"
+        "--max-llm-inflight",
+        type=int,
+        default=256,
+        help="model requests in flight at once over all runners: backpressure on the endpoint (default 256)",
+    )
+    p.add_argument(
+        "--episode-timeout",
+        type=float,
+        default=None,
+        help="seconds one episode attempt may take before it fails and is retried (default: no limit)",
     )
     p.add_argument(
         "--address",
         default=None,
         help="Ray cluster address (default: RAY_ADDRESS, a running local one, or new)",
+    )
+    p.add_argument(
+        "--runner-resource",
+        action="append",
+        default=[],
+        metavar="NAME=AMOUNT",
+        help="a custom Ray resource each runner actor requests, e.g. rollout=0.01 to place runners on "
+        "ray_cluster.yaml's rollout nodes (repeatable)",
     )
     p.add_argument("--context-window", type=int, default=4096, help="the served model's context length")
     p.add_argument(
@@ -78,12 +115,35 @@ def _fail(msg: str) -> int:
     return 2
 
 
+def _job_settings(args: argparse.Namespace, manifest: dict[str, Any] | None) -> dict[str, Any]:
+    """The options that define the run's episodes: the manifest's on --resume (a different value given now is
+    an error), else the command line's, with defaults.
+
+    Raises:
+        ValueError: an option given with --resume disagrees with the run's manifest.
+    """
+    given = {k: getattr(args, k) for k in JOB_DEFAULTS}
+    if manifest is None:
+        return {k: JOB_DEFAULTS[k] if v is None else v for k, v in given.items()}
+    stored = manifest.get("config", {})
+    out = {}
+    for key, default in JOB_DEFAULTS.items():
+        before = stored.get(key, default)
+        if key != "scaffold" and given[key] is not None and given[key] != before:
+            flag = "--" + key.replace("_", "-")
+            raise ValueError(f"{flag} {given[key]!r} differs from the run's {before!r}; a resume keeps them")
+        out[key] = before
+    return out
+
+
 def run(args: argparse.Namespace) -> int:
     """Validate, connect, run, summarise."""
     from automem import env_vars
     from automem.rollout import RunnerConfig, make_jobs, parse_seeds
-    from automem.scaffold import ScaffoldError, content_id, load
+    from automem.scaffold import ScaffoldError, content_id, from_yaml, load, to_yaml
     from automem.trajectory import (
+        RunBusy,
+        RunLease,
         Storage,
         StorageError,
         check_id,
@@ -96,69 +156,89 @@ def run(args: argparse.Namespace) -> int:
     from pipelines._common import env_family, known_env_ids, resolve_endpoint
 
     # -- validate everything before anything starts ------------------------------------------------------------
-    if args.env not in known_env_ids():
-        return _fail(f"unknown env id {args.env!r}; known: {', '.join(known_env_ids())}")
-    try:
-        scaffold = load(args.scaffold or f"{env_family(args.env)}-v0")
-        seeds = parse_seeds(args.seeds)
-    except (ScaffoldError, ValueError) as exc:
-        return _fail(str(exc))
     for name, value in (
         ("--episodes", args.episodes),
         ("--concurrency", args.concurrency),
         ("--max-steps", args.max_steps),
         ("--max-attempts", args.max_attempts),
+        ("--max-llm-inflight", args.max_llm_inflight),
     ):
-        if value < 1:
+        if value is not None and value < 1:
             return _fail(f"{name} must be at least 1")
+    if args.episode_timeout is not None and args.episode_timeout <= 0:
+        return _fail("--episode-timeout must be positive")
     if args.resume and not args.run_id:
         return _fail("--resume needs --run-id (the run to continue)")
-    run_id = args.run_id or f"{args.env}-{dt.datetime.now(dt.UTC):%Y%m%d-%H%M%S}"
+    if args.force and not args.resume:
+        return _fail("--force only applies to --resume")
+    try:
+        runner_resources = _parse_resources(args.runner_resource)
+    except ValueError as exc:
+        return _fail(str(exc))
+    env_arg = args.env or JOB_DEFAULTS["env"]
+    run_id = args.run_id or f"{env_arg}-{dt.datetime.now(dt.UTC):%Y%m%d-%H%M%S}"
     try:
         check_id("run id", run_id)
         storage = Storage(args.out)
         storage.check()
+        manifest = read_manifest(storage, run_id)
     except (ValueError, StorageError) as exc:
         return _fail(str(exc))
-    manifest = read_manifest(storage, run_id)
     if manifest and not args.resume:
         return _fail(
             f"run {run_id!r} already exists in {args.out}; pass --resume to continue it or pick a new --run-id"
         )
     if args.resume and not manifest:
         return _fail(f"nothing to resume: no run {run_id!r} in {args.out}")
-    memory_model = args.memory_model or args.model
+    try:
+        job = _job_settings(args, manifest)
+        if job["env"] not in known_env_ids():
+            return _fail(f"unknown env id {job['env']!r}; known: {', '.join(known_env_ids())}")
+        if manifest and manifest.get("scaffold_yaml"):
+            scaffold = from_yaml(manifest["scaffold_yaml"], f"the manifest of run {run_id}")
+            if args.scaffold and content_id(load(args.scaffold)) != content_id(scaffold):
+                return _fail(
+                    f"--scaffold {args.scaffold} differs from the scaffold run {run_id} was started with"
+                )
+        else:
+            scaffold = load(job["scaffold"] or f"{env_family(job['env'])}-v0")
+        seeds = parse_seeds(job["seeds"])
+    except (ScaffoldError, ValueError) as exc:
+        return _fail(str(exc))
+    memory_model = job["memory_model"] or job["model"]
     jobs = make_jobs(
         run_id=run_id,
-        env_id=args.env,
-        episodes=args.episodes,
+        env_id=job["env"],
+        episodes=job["episodes"],
         seeds=seeds,
         scaffold=scaffold,
         memory_model=memory_model,
-        action_model=args.model,
-        max_steps=args.max_steps,
+        action_model=job["model"],
+        max_steps=job["max_steps"],
     )
+    lease = RunLease(storage, run_id)
+    try:
+        lease.acquire(force=args.force)
+    except RunBusy as exc:
+        return _fail(f"run {run_id}: {exc}")
     skipped = 0
     if args.resume:
+        next_attempt = _next_attempts(storage, run_id)  # before repair, which drops the staging it counts
         removed = repair(storage, run_id)
         done = committed_episode_ids(storage, run_id)
-        next_attempt = _next_attempts(storage, run_id)
         kept = []
-        for job in jobs:
-            if job.episode_id in done:
+        for j in jobs:
+            if j.episode_id in done:
                 continue
-            kept.append(
-                job
-                if next_attempt.get(job.episode_id, 1) == 1
-                else _with_attempt(job, next_attempt[job.episode_id])
-            )
+            kept.append(_with_attempt(j, next_attempt[j.episode_id]) if j.episode_id in next_attempt else j)
         skipped, jobs = len(jobs) - len(kept), kept
         print(
             f"resuming {run_id}: {skipped} episodes already committed, {len(jobs)} to run "
-            f"(removed {removed['orphan_files']} orphaned files)",
+            f"(removed {removed['orphan_files'] + removed['temp_files']} orphaned files)",
             file=sys.stderr,
         )
         if not jobs:
+            lease.release()
             print(f"run {run_id} is complete; nothing to do", file=sys.stderr)
             return 0
 
@@ -166,9 +246,10 @@ def run(args: argparse.Namespace) -> int:
     try:
         endpoint, tokenizer_dir = resolve_endpoint(args.endpoint)
     except RuntimeError as exc:
+        lease.release()
         return _fail(str(exc))
     from actors.cluster import init_ray
-    from actors.scheduler import RolloutScheduler
+    from actors.scheduler import RolloutScheduler, RunnersFailing
 
     actor_env = {
         k: v
@@ -186,45 +267,84 @@ def run(args: argparse.Namespace) -> int:
             storage,
             run_id,
             {
-                "config": {k: v for k, v in vars(args).items() if k != "func"},
-                "env_id": args.env,
+                "config": {**{k: v for k, v in vars(args).items() if k != "func"}, **job},
+                "env_id": job["env"],
                 "scaffold_id": scaffold.id,
                 "scaffold_content_id": content_id(scaffold),
-                "models": {"action": args.model, "memory": memory_model},
+                "scaffold_yaml": to_yaml(scaffold),
+                "models": {"action": job["model"], "memory": memory_model},
                 "endpoint": endpoint,
                 "seeds": sorted({j.seed for j in jobs}),
-                "episodes": args.episodes,
+                "episodes": job["episodes"],
             },
         )
     config = RunnerConfig(
         endpoint=endpoint,
         storage_root=args.out,
-        max_llm_inflight=args.max_llm_inflight,
         context_window=args.context_window,
         tokenizer_dir=tokenizer_dir,
+        episode_timeout_s=args.episode_timeout,
     )
     runners = args.runners or max(1, min(args.concurrency // 64 + 1, 16))
     reporter = _Reporter(len(jobs), quiet=args.no_progress)
+
+    def on_progress(stats: dict[str, Any]) -> None:
+        reporter.update(stats)
+        try:
+            lease.renew()
+        except StorageError:  # a bucket outage; the writes themselves retry
+            pass
+
     scheduler = RolloutScheduler(
         jobs,
         config,
         num_runners=runners,
         concurrency=args.concurrency,
         max_attempts=args.max_attempts,
-        on_progress=reporter.update,
+        on_progress=on_progress,
         runner_env=actor_env or None,
+        max_llm_inflight=args.max_llm_inflight,
+        runner_resources=runner_resources or None,
     )
-    with reporter:
-        result = scheduler.run()
+    try:
+        with reporter:
+            result = scheduler.run()
+    except RunnersFailing as exc:
+        print(f"automem rollout: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        try:
+            lease.release()
+        except StorageError:
+            pass
     _summary(result, run_id, args.out, skipped, scheduler.progress())
     if result.interrupted:
         print(
-            f"\ninterrupted: committed episodes are kept. Continue with:\n  automem rollout --resume "
-            f"--run-id {run_id} --out {args.out} --env {args.env} --episodes {args.episodes} ...",
+            f"\ninterrupted: committed episodes are kept. Continue with:\n"
+            f"  automem rollout --resume --run-id {run_id} --out {args.out}",
             file=sys.stderr,
         )
         return 130
     return 0 if not result.failed else 1
+
+
+def _parse_resources(specs: list[str]) -> dict[str, float]:
+    """``["rollout=0.01"]`` -> ``{"rollout": 0.01}``.
+
+    Raises:
+        ValueError: a spec is not NAME=POSITIVE_NUMBER.
+    """
+    out = {}
+    for spec in specs:
+        name, _, amount = spec.partition("=")
+        try:
+            value = float(amount)
+        except ValueError:
+            value = -1.0
+        if not name or value <= 0:
+            raise ValueError(f"--runner-resource {spec!r}: use NAME=AMOUNT with a positive amount")
+        out[name] = value
+    return out
 
 
 def _with_attempt(job, attempt: int):
@@ -234,20 +354,21 @@ def _with_attempt(job, attempt: int):
 
 
 def _next_attempts(storage, run_id: str) -> dict[str, int]:
-    """Per episode, one more than the highest attempt recorded, so a resume never reuses an attempt's names."""
+    """Per episode, one more than the highest attempt recorded in ``attempts`` or left in staging, so a resume
+    never reuses an attempt number."""
     import pyarrow.compute as pc
 
-    from automem.trajectory import dataset
+    from automem.trajectory import dataset, staged_attempts
 
     table = dataset(storage, "attempts").to_table(
         columns=["episode_id", "attempt"], filter=pc.field("run_id") == run_id
     )
-    out: dict[str, int] = {}
+    seen = staged_attempts(storage, run_id)
     for eid, att in zip(
         table.column("episode_id").to_pylist(), table.column("attempt").to_pylist(), strict=True
     ):
-        out[eid] = max(out.get(eid, 1), att + 1)
-    return out
+        seen[eid] = max(seen.get(eid, 0), att)
+    return {eid: att + 1 for eid, att in seen.items()}
 
 
 class _Reporter:

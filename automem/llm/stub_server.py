@@ -66,6 +66,8 @@ class StubServer:
         self.requests = 0
         self.errors = 0
         self.hangs = 0
+        self.inflight = 0
+        self.max_inflight = 0  # the most requests open at once: what a client's backpressure let through
         self.app = web.Application()
         self.app.router.add_post("/v1/chat/completions", self.chat)
         self.app.router.add_get("/v1/models", self.models)
@@ -77,9 +79,25 @@ class StubServer:
         )
 
     async def stats(self, _request: web.Request) -> web.Response:
-        return web.json_response({"requests": self.requests, "errors": self.errors, "hangs": self.hangs})
+        return web.json_response(
+            {
+                "requests": self.requests,
+                "errors": self.errors,
+                "hangs": self.hangs,
+                "inflight": self.inflight,
+                "max_inflight": self.max_inflight,
+            }
+        )
 
     async def chat(self, request: web.Request) -> web.Response:
+        self.inflight += 1
+        self.max_inflight = max(self.max_inflight, self.inflight)
+        try:
+            return await self._chat(request)
+        finally:
+            self.inflight -= 1
+
+    async def _chat(self, request: web.Request) -> web.Response:
         body = await request.json()
         self.requests += 1
         roll = self.rng.random()

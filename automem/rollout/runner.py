@@ -23,7 +23,7 @@ from automem.llm.tokens import ApproxTokenCounter, HFTokenCounter, TokenCounter
 from automem.rollout.jobs import EpisodeJob
 from automem.scaffold.io import content_id
 from automem.trajectory.storage import Storage
-from automem.trajectory.writer import EpisodeWriter
+from automem.trajectory.writer import AlreadyCommitted, EpisodeWriter
 
 
 @dataclass(frozen=True)
@@ -50,6 +50,8 @@ class RunnerConfig:
     """Rows buffered per episode before a Parquet part is written."""
     storage_retry_s: float = 300.0
     """How long a storage write keeps retrying (e.g. while a bucket is unreachable)."""
+    episode_timeout_s: float | None = None
+    """Wall-clock limit of one attempt (a hung game step or model call fails it, to be retried); None: none."""
 
 
 class LimitedChatModel:
@@ -129,6 +131,11 @@ class EpisodeRunner:
             self.storage, job.run_id, job.episode_id, job.attempt, meta, flush_rows=self.config.flush_rows
         )
         memory_root = os.path.join(self.memory_base, f"{job.run_id}-{job.episode_id}-a{job.attempt}")
+        # A retry of an episode that did commit (its runner died after the commit, or its result was lost) is
+        # answered from the store, never played again.
+        done = await asyncio.to_thread(writer.committed_record)
+        if done is not None:
+            return self._already(job, done)
         self.stats_["running"] += 1
         env = None
         try:
@@ -153,7 +160,7 @@ class EpisodeRunner:
                     await asyncio.to_thread(writer.write, writer.take())
 
             t0 = time.perf_counter()
-            end = await agent.run_episode(
+            episode = agent.run_episode(
                 env,
                 seed=job.seed,
                 episode_id=job.episode_id,
@@ -162,7 +169,17 @@ class EpisodeRunner:
                 on_event=on_event,
                 after_step=after_step,
             )
-            await asyncio.to_thread(writer.commit, end, agent.system_prompt(env))
+            try:
+                end = await asyncio.wait_for(episode, self.config.episode_timeout_s)
+            except TimeoutError:
+                raise TimeoutError(
+                    f"episode attempt exceeded {self.config.episode_timeout_s:g} s (episode_timeout_s)"
+                ) from None
+            try:
+                await asyncio.to_thread(writer.commit, end, agent.system_prompt(env))
+            except AlreadyCommitted:  # another attempt committed while this one played
+                row = await asyncio.to_thread(writer.committed_record)
+                return self._already(job, row or {})
             self.stats_["episodes_done"] += 1
             return {
                 "episode_id": job.episode_id,
@@ -190,6 +207,22 @@ class EpisodeRunner:
             if env is not None:
                 env.close()
             shutil.rmtree(memory_root, ignore_errors=True)
+
+    def _already(self, job: EpisodeJob, row: dict[str, Any]) -> dict[str, Any]:
+        """The summary of an episode found committed (its ``episodes`` row) instead of played."""
+        self.stats_["episodes_done"] += 1
+        return {
+            "episode_id": job.episode_id,
+            "attempt": row.get("attempt", job.attempt),
+            "steps": row.get("steps", 0),
+            "progression": row.get("progression", 0.0),
+            "return": row.get("episode_return", 0.0),
+            "tokens": (row.get("prompt_tokens") or 0) + (row.get("completion_tokens") or 0),
+            "llm_seconds": row.get("llm_seconds", 0.0),
+            "wall_seconds": 0.0,
+            "bytes_written": 0,
+            "already_committed": True,
+        }
 
     async def close(self) -> None:
         inner = self.client.inner
