@@ -5,10 +5,12 @@
     automem query runs/demo "SELECT * FROM steps WHERE NOT action_valid" --csv > invalid.csv
     ray job submit --working-dir . -- automem query s3://bucket/trajectories "SELECT count(*) FROM steps"
 
-Views: episodes, steps, turns, memory_ops, memory_files, attempts (columns: automem/trajectory/schemas.py).
-Rows of episodes that have not committed are never visible. For s3:// roots, AWS_ENDPOINT_URL names an
-S3-compatible server. From Python: ``automem.query(root, sql)`` returns an Arrow table; from Ray Data:
-``pipelines.query.ray_dataset(root, table)``.
+Views: episodes, steps, turns, memory_ops, memory_files, attempts (columns: automem/trajectory/schemas.py,
+or `automem query ROOT "DESCRIBE steps"`). Rows of episodes that have not committed are never visible. For
+s3:// roots, AWS_ENDPOINT_URL names an S3-compatible server. From Python: ``automem.query(root, sql)`` returns
+an Arrow table; from Ray Data: ``pipelines.query.ray_dataset(root, table)``.
+
+Exit status: 0, or 2 when ROOT does not exist, holds no trajectory store, cannot be reached, or the SQL fails.
 """
 
 from __future__ import annotations
@@ -33,18 +35,50 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--max-rows", type=int, default=100, help="rows shown as a table (default 100; CSV/JSON: all)"
     )
+    add_retry_argument(p)
     p.set_defaults(func=run)
+
+
+def add_retry_argument(p: argparse.ArgumentParser) -> None:
+    """``--retry-s``, shared by the commands that read a store (query, diagnose, report)."""
+    p.add_argument(
+        "--retry-s",
+        type=float,
+        default=10.0,
+        help="seconds to keep retrying a store that cannot be reached, before giving up (default 10)",
+    )
+
+
+def open_root(root: str, retry_s: float) -> Any:
+    """The store at ``root`` for a reading command; ``automem.diagnostics.StoreError`` if there is none.
+
+    The storage layer logs a warning per retry, which suits writers that wait minutes for a bucket; a reading
+    command waits seconds and then fails with one line, so those warnings are muted here.
+    """
+    import logging
+
+    from automem.diagnostics import open_store
+
+    logging.getLogger("automem.trajectory.storage").setLevel(logging.ERROR)
+    return open_store(root, retry_for_s=retry_s)
 
 
 def run(args: argparse.Namespace) -> int:
     import duckdb
+    import pyarrow as pa
 
     from automem.analytics import query, render
     from automem.trajectory import StorageError
 
+    if not args.sql.strip():
+        print('automem query: error: SQL is empty (try "SELECT count(*) FROM episodes")', file=sys.stderr)
+        return 2
+    if args.max_rows < 0 or args.retry_s < 0:
+        print("automem query: error: --max-rows and --retry-s must be 0 or more", file=sys.stderr)
+        return 2
     try:
-        table = query(args.root, args.sql)
-    except (duckdb.Error, StorageError, ValueError) as exc:
+        table = query(open_root(args.root, args.retry_s), args.sql)
+    except (duckdb.Error, StorageError, ValueError, OSError, pa.ArrowException) as exc:
         print(f"automem query: {exc}", file=sys.stderr)
         return 2
     if args.json:

@@ -7,8 +7,10 @@
     automem report runs/demo --out two.html --episodes run1/ep-0003,run1/ep-0007
     ray job submit --working-dir . -- automem report s3://bucket/trajectories --out /tmp/report.html
 
-The page needs no network to view. Its size is capped (--max-mb): when there are more episodes than
---max-replay, the replay holds a seeded random sample, and the page says so at the top.
+The page needs no network to view. The whole file stays under --max-mb: the diagnostics cover every selected
+episode, while the replay (at most --max-replay episodes), the episode table (at most --max-table-rows) and the
+progression plot's dots are seeded random samples when there are more, and the page says so at the top.
+Exit status: 0, or 2 for a missing or unreachable store, a bad selection, or a cap too small for the page.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ import sys
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from pipelines.query import add_retry_argument
+
     p = sub.add_parser(
         "report",
         help="an HTML report with episode replay",
@@ -32,33 +36,47 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--max-replay", type=int, default=20, help="most episodes in the replay (default 20)")
     p.add_argument(
-        "--max-mb", type=float, default=20.0, help="size cap of the embedded data in MB (default 20)"
+        "--max-table-rows", type=int, default=2000, help="most rows in the episode table (default 2000)"
     )
-    p.add_argument("--seed", type=int, default=0, help="seed of the replay sample (default 0)")
+    p.add_argument(
+        "--max-mb", type=float, default=20.0, help="size cap of the whole HTML file in MB (default 20)"
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of the samples (default 0)")
+    add_retry_argument(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     import duckdb
+    import pyarrow as pa
+    from pydantic import ValidationError
 
     from automem.report import ReportConfig, write_report
     from automem.trajectory import StorageError
+    from pipelines.query import open_root
 
-    cfg = ReportConfig(
-        by=args.by,
-        episodes=args.episodes,
-        max_replay=args.max_replay,
-        max_bytes=int(args.max_mb * 1e6),
-        seed=args.seed,
-    )
     try:
-        info = write_report(args.root, args.out, cfg)
-    except (duckdb.Error, StorageError, ValueError, KeyError) as exc:
-        print(f"automem report: {exc}", file=sys.stderr)
+        cfg = ReportConfig(
+            by=args.by,
+            episodes=args.episodes,
+            max_replay=args.max_replay,
+            max_table_rows=args.max_table_rows,
+            max_bytes=int(args.max_mb * 1e6),
+            seed=args.seed,
+        )
+    except ValidationError as exc:
+        bad = "; ".join(f"{e['loc'][0]}: {e['msg']}" for e in exc.errors())
+        print(f"automem report: error: {bad} (see automem report --help)", file=sys.stderr)
+        return 2
+    try:
+        info = write_report(open_root(args.root, args.retry_s), args.out, cfg)
+    except (duckdb.Error, StorageError, ValueError, KeyError, OSError, pa.ArrowException) as exc:
+        msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        print(f"automem report: {msg}", file=sys.stderr)
         return 2
     print(
         f"wrote {info['path']} ({info['bytes'] / 1e6:.2f} MB): {info['episodes']} episodes, "
-        f"{info['replayed']} in the replay"
+        f"{info['listed']} in the table, {info['replayed']} in the replay"
     )
     for note in info["notes"]:
         print(f"note: {note}")

@@ -1,10 +1,15 @@
 """Comparison mode: the difference of each measure between two sets of episodes, with a 95% interval.
 
 This is the view the learning loops use to accept or reject a change (a new scaffold, a new memory adapter):
-side A is the baseline, side B the candidate, and each measure's ``B - A`` comes with a bootstrap interval. When
-both sides ran exactly the same seeds (per env), the comparison is paired: seeds are resampled, each seed
-carrying its episodes on both sides, which removes the seed-to-seed variance of the games from the difference.
-Otherwise episodes are resampled independently on each side.
+side A is the baseline, side B the candidate, and each measure's ``B - A`` comes with a bootstrap interval.
+
+Pairing: an episode's seed is its ``(env_id, seed)``. The comparison is paired on the seeds both sides ran:
+seeds are resampled, each seed carrying its episodes on both sides, which removes the seed-to-seed variance of
+the games from the difference. Episodes whose seed the other side lacks (or whose seed is unknown) are left out
+of a paired comparison, and their number is reported (``dropped_a``, ``dropped_b``). When the shared seeds are
+too few to pair on (fewer than ``MIN_PAIRS``, or holding less than ``MIN_PAIRED_SHARE`` of either side's
+episodes), the comparison is unpaired instead: every episode is kept and episodes are resampled independently
+on each side.
 
 A verdict reads the interval: ``better`` or ``worse`` when it excludes zero (in the measure's good direction or
 not), ``unclear`` when it spans zero, ``same`` when every resample gave exactly zero.
@@ -17,22 +22,38 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from automem.diagnostics.episodes import KEY, META
 from automem.diagnostics.stats import compare
-from automem.diagnostics.summary import MEASURES, Measure, units
+from automem.diagnostics.summary import BY_ALIASES, MEASURES, Measure, units
 
 SEED_KEY = ("env_id", "seed")
+MIN_PAIRS = 3
+"""Fewest shared seeds a paired comparison needs."""
+MIN_PAIRED_SHARE = 0.5
+"""Smallest share of each side's episodes the shared seeds must hold for a paired comparison."""
 
 
 def _seeds(table: pa.Table) -> list[tuple]:
     return list(zip(*(table.column(k).to_pylist() for k in SEED_KEY), strict=True))
 
 
+def shared_seeds(a: pa.Table, b: pa.Table) -> set[tuple]:
+    """The known ``(env_id, seed)`` pairs both sides ran."""
+    return {s for s in _seeds(a) if s[1] is not None} & {s for s in _seeds(b) if s[1] is not None}
+
+
 def pairable(a: pa.Table, b: pa.Table) -> bool:
-    """Both sides ran exactly the same (env, seed) set, with every seed known."""
-    sa, sb = _seeds(a), _seeds(b)
-    if not sa or any(s[1] is None for s in sa + sb):
+    """Whether the comparison of ``a`` and ``b`` is paired (see the module docstring for the rule)."""
+    common = shared_seeds(a, b)
+    if len(common) < MIN_PAIRS:
         return False
-    return set(sa) == set(sb)
+    return all(
+        sum(s in common for s in _seeds(t)) >= MIN_PAIRED_SHARE * t.num_rows for t in (a, b) if t.num_rows
+    )
+
+
+def _only(table: pa.Table, seeds: set[tuple]) -> pa.Table:
+    return table.filter(pa.array([s in seeds for s in _seeds(table)], pa.bool_()))
 
 
 def _per_seed(table: pa.Table, m: Measure, order: list[tuple]) -> tuple[np.ndarray, np.ndarray]:
@@ -63,9 +84,25 @@ def compare_tables(a: pa.Table, b: pa.Table, *, label_a: str = "A", label_b: str
     Args:
         a, b: per-episode tables (``EpisodeDiagnostics.table``) of the baseline and of the candidate.
         label_a, label_b: names shown for the sides.
+
+    Raises:
+        ValueError: a side without episodes.
+
+    Returns:
+        One row per measure: ``a``, ``b`` (labels), ``measure``, ``value_a``, ``value_b``, ``diff``,
+        ``diff_lo``, ``diff_hi``, ``paired``, ``pairs`` (shared seeds used; 0 when unpaired), ``shared_seeds``, ``n_a``, ``n_b``
+        (episodes used), ``dropped_a``, ``dropped_b`` (episodes left out for want of a pair) and ``verdict``.
     """
+    for label, t in ((label_a, a), (label_b, b)):
+        if t.num_rows == 0 or "ops" not in t.column_names:
+            raise ValueError(f"nothing to compare: {label} has no committed episodes")
     paired = pairable(a, b)
-    order = sorted(set(_seeds(a)), key=lambda s: (str(s[0]), s[1])) if paired else []
+    n_a, n_b = a.num_rows, b.num_rows
+    common = shared_seeds(a, b)
+    order: list[tuple] = []
+    if paired:
+        a, b = _only(a, common), _only(b, common)
+        order = sorted(common, key=lambda s: (str(s[0]), s[1]))
     rows: list[dict[str, Any]] = []
     for m in MEASURES:
         if paired:
@@ -83,20 +120,80 @@ def compare_tables(a: pa.Table, b: pa.Table, *, label_a: str = "A", label_b: str
                 "diff_lo": d.lo,
                 "diff_hi": d.hi,
                 "paired": paired,
+                "pairs": len(order),
+                "shared_seeds": len(common),
                 "n_a": a.num_rows,
                 "n_b": b.num_rows,
+                "dropped_a": n_a - a.num_rows,
+                "dropped_b": n_b - b.num_rows,
                 "verdict": verdict(m, d.lo, d.hi),
             }
         )
     return pa.Table.from_pylist(rows)
 
 
+def _check_columns(table: pa.Table, columns: list[str], flag: str) -> None:
+    unknown = [c for c in columns if c not in table.column_names]
+    if unknown:
+        raise ValueError(
+            f"{flag} {', '.join(unknown)}: not a column; use an alias ({', '.join(BY_ALIASES)}) or one of "
+            f"{', '.join((*KEY, *META))}"
+        )
+
+
+def _groups(table: pa.Table, by: list[str]) -> dict[tuple, pa.Table]:
+    keys = list(zip(*(table.column(c).to_pylist() for c in by), strict=True))
+    out = {}
+    for k in sorted(set(keys), key=lambda g: tuple(str(v) for v in g)):
+        out[k] = table.filter(pa.array([x == k for x in keys], pa.bool_()))
+    return out
+
+
+def compare_by(
+    a: pa.Table, b: pa.Table, by: list[str], *, label_a: str = "A", label_b: str = "B"
+) -> tuple[pa.Table, list[str]]:
+    """``compare_tables`` within each group of ``by`` (e.g. per env) that both sides have.
+
+    Returns:
+        The rows of every shared group, each with the group's ``by`` columns first, and notes naming the groups
+        only one side has (they are not compared).
+
+    Raises:
+        ValueError: an unknown column, or no group on both sides.
+    """
+    if not by:
+        return compare_tables(a, b, label_a=label_a, label_b=label_b), []
+    for t in (a, b):
+        _check_columns(t, by, "--by")
+    ga, gb = _groups(a, by), _groups(b, by)
+    shared = [k for k in ga if k in gb]
+    if not shared:
+        raise ValueError(
+            f"no value of --by {','.join(by)} is on both sides: {label_a} has {sorted(map(str, ga))}, "
+            f"{label_b} has {sorted(map(str, gb))}"
+        )
+    parts = []
+    for k in shared:
+        t = compare_tables(ga[k], gb[k], label_a=label_a, label_b=label_b)
+        for i, c in enumerate(by):
+            t = t.add_column(i, c, pa.array([k[i]] * t.num_rows))
+        parts.append(t)
+    notes = [
+        f"{label} only: {' / '.join(map(str, k))} ({g[k].num_rows} episodes), not compared"
+        for label, g, other in ((label_a, ga, gb), (label_b, gb, ga))
+        for k in g
+        if k not in other
+    ]
+    return pa.concat_tables(parts, promote_options="default"), notes
+
+
 def compare_groups(per_episode: pa.Table, column: str, baseline: str | None = None) -> pa.Table:
     """Within one store: every value of ``column`` against a baseline value (default: the first, sorted).
 
     Raises:
-        ValueError: fewer than two values, or an unknown baseline.
+        ValueError: an unknown column, fewer than two values, or an unknown baseline.
     """
+    _check_columns(per_episode, [column], "--compare")
     values = per_episode.column(column).to_pylist()
     distinct = sorted({str(v) for v in values})
     if len(distinct) < 2:
@@ -112,4 +209,13 @@ def compare_groups(per_episode: pa.Table, column: str, baseline: str | None = No
     return pa.concat_tables(parts)
 
 
-__all__ = ["compare_groups", "compare_tables", "pairable", "verdict"]
+__all__ = [
+    "MIN_PAIRED_SHARE",
+    "MIN_PAIRS",
+    "compare_by",
+    "compare_groups",
+    "compare_tables",
+    "pairable",
+    "shared_seeds",
+    "verdict",
+]

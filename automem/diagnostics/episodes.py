@@ -16,6 +16,7 @@ import pyarrow as pa
 from automem.analytics.store import PHASE_ORDER_SQL
 from automem.diagnostics.actions import analyse_steps
 from automem.diagnostics.memory_quality import MemoryQuality, analyse_ops
+from automem.diagnostics.series import episode_series
 from automem.memory.results import ERROR_KINDS
 
 if TYPE_CHECKING:
@@ -80,8 +81,9 @@ def analyse_store(con: duckdb.DuckDBPyConnection, *, chunk: int = 256) -> Episod
     Returns:
         ``table`` with the episode key and metadata, then counts: steps, invalid/assessed/unproductive actions,
         operations and errors (``err_<kind>`` per error kind), writes and redundant writes, repeated operations,
-        searches and empty searches, lines written and read back, final memory bytes/lines/files, tokens and
-        LLM seconds, progression. Episodes are read ``chunk`` at a time, so memory stays bounded.
+        searches and empty searches, lines written and read back, linked reads and read-to-write links
+        (provenance), final memory bytes/lines/files and ``memory_by_step`` (``series.episode_series``), tokens
+        and LLM seconds, progression. Episodes are read ``chunk`` at a time, so memory stays bounded.
     """
     episodes = con.sql(_EPISODES_SQL).to_arrow_table().to_pylist()
     rows: list[dict[str, Any]] = []
@@ -104,9 +106,10 @@ def _episode_row(ep: dict, ops: dict, steps: dict, sizes: dict, quality: dict) -
     mq = analyse_ops(ops.get(key, []))
     aq = analyse_steps(steps.get(key, []))
     sizes[key], quality[key] = mq.size_by_step, mq
+    n_steps = aq.steps or ep["steps"] or 0
     row = dict(ep)
     row.update(
-        steps=aq.steps or ep["steps"] or 0,
+        steps=n_steps,
         invalid_actions=aq.invalid,
         assessed_actions=aq.assessed,
         unproductive_actions=aq.unproductive,
@@ -122,10 +125,13 @@ def _episode_row(ep: dict, ops: dict, steps: dict, sizes: dict, quality: dict) -
         empty_searches=mq.empty_searches,
         lines_written=mq.lines_written,
         lines_read_back=mq.lines_read_back,
+        linked_reads=mq.linked_reads,
+        read_links=len(mq.links),
         memory_bytes=mq.final_bytes,
         memory_lines=mq.final_lines,
         memory_files=mq.final_files,
         max_memory_bytes=max((b for b, _, _ in mq.size_by_step.values()), default=0),
+        memory_by_step=episode_series(mq.size_by_step, n_steps),
         tokens=(ep["prompt_tokens"] or 0) + (ep["completion_tokens"] or 0),
         llm_seconds=ep["llm_seconds"] or 0.0,
         progression=ep["progression"] or 0.0,

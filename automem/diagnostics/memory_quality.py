@@ -16,7 +16,9 @@ writes nor written lines):
   keeps verbatim keeps its identity (and its origin). Each successful READ, TAIL or SEARCH is re-run on the
   replayed memory (``MemoryStore.run_op``) and the lines it returned are linked to the writes that produced them.
   Utility is the share of written lines returned by at least one later read. Where the live run cut a long
-  output, only what it showed counts (``shown_chars``); a line shown in part counts as returned.
+  output, only what it showed counts (``shown_chars``); a line shown in part counts as returned. A **linked
+  read** is a successful READ, TAIL or SEARCH that returned at least one line the agent wrote (lines of the
+  scaffold's initial files have no origin, so a read of those alone is not linked).
 - **memory size** after each step with operations: bytes, lines and files.
 """
 
@@ -75,10 +77,37 @@ class MemoryQuality:
     """Successful writes in the log that replay refused (a log that does not match the memory code)."""
     links: list[tuple[int, int]] = field(default_factory=list)
     """(index of a read op, index of the write op that produced a line it returned), indices into the sorted log."""
+    linked_reads: int = 0
+    """Reads that returned at least one line the agent wrote."""
+    sources: dict[int, list[tuple[int, int]]] = field(default_factory=dict)
+    """Per linked read (its index in the sorted log): (line of its output, 0-based; index of the write op)."""
+    op_keys: dict[int, tuple[int, str, int, int, str]] = field(default_factory=dict)
+    """(step, phase, turn, seq, op) of every op that takes part in a link, by its index in the sorted log."""
 
     @property
     def utility(self) -> float | None:
         return self.lines_read_back / self.lines_written if self.lines_written else None
+
+    def link_records(self, limit: int | None = None) -> list[dict[str, Any]]:
+        """The provenance links as plain dicts, in log order: the read (step, phase, turn, seq, op, and the
+        0-based ``line`` of its output) and the write that produced that line (step, phase, turn, seq, op).
+
+        Args:
+            limit: at most this many (the first ones); None for all.
+        """
+        names = ("step", "phase", "turn", "seq", "op")
+        out: list[dict[str, Any]] = []
+        for read, pairs in self.sources.items():
+            for line, write in pairs:
+                if limit is not None and len(out) >= limit:
+                    return out
+                out.append(
+                    {
+                        "read": dict(zip(names, self.op_keys[read], strict=True)) | {"line": line},
+                        "write": dict(zip(names, self.op_keys[write], strict=True)),
+                    }
+                )
+        return out
 
 
 class _Replay:
@@ -128,14 +157,14 @@ class _Replay:
         self.norms[name] = Counter(n for n in map(norm_line, new) if n)
         return True
 
-    def returned(self, op: str, args: list[str], output_chars: int) -> list[int]:
-        """Identities of the lines a successful READ/TAIL/SEARCH returned in the live run."""
+    def returned(self, op: str, args: list[str], output_chars: int) -> list[tuple[int, int]]:
+        """(line of the output, identity) of each line a successful READ/TAIL/SEARCH returned in the live run."""
         result = self.store.run_op(op, args)
         if not result.ok or not result.output:
             return []
         hits = result.output.split("\n")
         visible = shown_chars(op, hits, output_chars)
-        out: list[int] = []
+        out: list[tuple[int, int]] = []
         pos = 0
         if op in ("READ", "TAIL"):
             ids = self.ids.get(args[0], [])
@@ -145,16 +174,16 @@ class _Replay:
             for k, line in enumerate(hits):
                 if pos >= visible or first + k >= len(ids):
                     break
-                out.append(ids[first + k])
+                out.append((k, ids[first + k]))
                 pos += len(line) + 1
             return out
-        for line in hits:  # SEARCH: "name:line: text"
+        for k, line in enumerate(hits):  # SEARCH: "name:line: text"
             if pos >= visible:
                 break
             pos += len(line) + 1
             m = _SEARCH_HIT.match(line)
             if m and m[1] in self.ids and 0 < int(m[2]) <= len(self.ids[m[1]]):
-                out.append(self.ids[m[1]][int(m[2]) - 1])
+                out.append((k, self.ids[m[1]][int(m[2]) - 1]))
         return out
 
     def size(self) -> tuple[int, int, int]:
@@ -193,6 +222,10 @@ def _norm_text(text: str) -> str:
     # Exactly what WRITE/APPEND store (automem.memory.ops._norm_text): CRLF to LF, one trailing newline.
     text = text.replace("\r\n", "\n").rstrip("\n")
     return text + "\n" if text else ""
+
+
+def _op_key(row: Mapping[str, Any]) -> tuple[int, str, int, int, str]:
+    return (row["step"], row["phase"], row["turn"], row["seq"], row["op"])
 
 
 def _redundant(rep: _Replay, op: str, args: list[str]) -> bool | None:
@@ -257,10 +290,15 @@ def analyse_ops(rows: Iterable[Mapping[str, Any]]) -> MemoryQuality:
             if op == "SEARCH":
                 q.searches += 1
                 q.empty_searches += row["output_chars"] == 0
-            for uid in rep.returned(op, args, row["output_chars"]):
-                if uid >= 0:
-                    read_ids.add(uid)
-                    q.links.append((i, rep.origin[uid]))
+            returned = [(k, uid) for k, uid in rep.returned(op, args, row["output_chars"]) if uid >= 0]
+            read_ids.update(uid for _, uid in returned)
+            sources = [(k, rep.origin[uid]) for k, uid in returned]
+            q.links.extend((i, w) for _, w in sources)
+            if sources:
+                q.linked_reads += 1
+                q.sources[i] = sources
+                for w in (i, *(w for _, w in sources)):
+                    q.op_keys.setdefault(w, _op_key(log[w]))
     if log:
         q.size_by_step[log[-1]["step"]] = rep.size()
     q.lines_written = rep.next_id

@@ -8,7 +8,7 @@ resampling episodes (``stats.bootstrap_ci``).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,7 +16,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from automem.diagnostics.episodes import EpisodeDiagnostics, analyse_store
+from automem.diagnostics.episodes import KEY, META, EpisodeDiagnostics, analyse_store
+from automem.diagnostics.series import group_series
 from automem.diagnostics.stats import bootstrap_ci, ratio
 
 
@@ -55,6 +56,13 @@ MEASURES: tuple[Measure, ...] = (
         "written lines later returned by a read",
         "higher",
     ),
+    Measure(
+        "linked_read_rate",
+        "linked_reads",
+        "reads",
+        "reads returning a line the agent wrote (provenance), per read",
+        "higher",
+    ),
     Measure("memory_bytes", "memory_bytes", None, "final memory size in bytes, mean"),
     Measure("memory_lines", "memory_lines", None, "final memory lines, mean"),
     Measure("memory_files", "memory_files", None, "final memory files, mean"),
@@ -62,6 +70,12 @@ MEASURES: tuple[Measure, ...] = (
     Measure("llm_s_per_step", "llm_seconds", "steps", "seconds waiting for the model per step"),
     Measure(
         "tokens_per_point", "tokens", "progression_points", "tokens per progression point (1% of the game)"
+    ),
+    Measure(
+        "llm_s_per_point",
+        "llm_seconds",
+        "progression_points",
+        "seconds waiting for the model per progression point (1% of the game)",
     ),
 )
 BY_ALIASES = {
@@ -94,17 +108,34 @@ def units(table: pa.Table, m: Measure) -> tuple[np.ndarray, np.ndarray]:
     return num, den
 
 
-def aggregate(per_episode: pa.Table, by: Sequence[str] = (), *, ci: bool = True) -> pa.Table:
+def aggregate(
+    per_episode: pa.Table,
+    by: Sequence[str] = (),
+    *,
+    ci: bool = True,
+    sizes: Mapping[tuple, Mapping[int, tuple[int, int, int]]] | None = None,
+) -> pa.Table:
     """One row per group: its keys, episodes, steps, and each measure with ``_lo``/``_hi`` interval bounds.
 
     Args:
         per_episode: ``EpisodeDiagnostics.table``.
         by: grouping columns (``resolve_by`` turns aliases into columns); empty for one row over everything.
         ci: compute bootstrap intervals (the report and ``--json`` want them; they cost ~1 ms per measure).
+        sizes: ``EpisodeDiagnostics.sizes``; when given, each row also has ``memory_by_step``, the group's
+            memory size over steps (``series.group_series``: at most ``series.BUCKETS`` points).
+
+    Raises:
+        ValueError: a grouping column that the per-episode table does not have.
     """
     by = list(by)
     if per_episode.num_rows == 0 or "ops" not in per_episode.column_names:
         return pa.table({"episodes": pa.array([], pa.int64())})
+    unknown = [b for b in by if b not in per_episode.column_names]
+    if unknown:
+        raise ValueError(
+            f"cannot group by {', '.join(unknown)}: use an alias ({', '.join(BY_ALIASES)}) or one of the "
+            f"columns {', '.join((*KEY, *META))}"
+        )
     keys = (
         list(zip(*(per_episode.column(b).to_pylist() for b in by), strict=True))
         if by
@@ -124,6 +155,12 @@ def aggregate(per_episode: pa.Table, by: Sequence[str] = (), *, ci: bool = True)
             row[m.name] = ratio(num, den)
             if ci:
                 row[m.name + "_lo"], row[m.name + "_hi"] = bootstrap_ci(num, den)
+        if sizes is not None:
+            keys_of = zip(*(part.column(k).to_pylist() for k in KEY), strict=True)
+            steps = part.column("steps").to_pylist()
+            row["memory_by_step"] = group_series(
+                (sizes.get(k, {}), n or 0) for k, n in zip(keys_of, steps, strict=True)
+            )
         rows.append(row)
     return pa.Table.from_pylist(rows)
 
@@ -149,19 +186,25 @@ def diagnose(
     Args:
         root: local folder, ``s3://bucket/prefix`` or a ``Storage``.
         by: grouping keys: aliases ``scaffold``, ``scaffold_content``, ``model`` (the memory model),
-            ``action_model``, ``env``, ``run``, or any column of ``episodes``.
+            ``action_model``, ``env``, ``run``, or a key or metadata column of ``episodes`` (``episodes.KEY``,
+            ``episodes.META``).
         episodes: restrict to some episodes (ids, or a SQL query returning ``episode_id``).
         ci: compute 95% bootstrap intervals.
+
+    Raises:
+        StoreError: no store at ``root`` (``source.open_store``).
+        ValueError: an unknown grouping column or episode selection.
     """
     from automem.analytics.store import connect
+    from automem.diagnostics.source import open_store
 
-    con = connect(root, episodes=episodes)
+    con = connect(open_store(root), episodes=episodes)
     try:
         per = analyse_store(con)
     finally:
         con.close()
     cols = resolve_by(by)
-    return Diagnosis(aggregate(per.table, cols, ci=ci), per, cols)
+    return Diagnosis(aggregate(per.table, cols, ci=ci, sizes=per.sizes), per, cols)
 
 
 __all__ = ["BY_ALIASES", "MEASURES", "Diagnosis", "Measure", "aggregate", "diagnose", "resolve_by", "units"]

@@ -9,20 +9,29 @@ from automem.report.html import render_html
 
 
 def write_report(root: str, out: str | Path, config: ReportConfig | None = None) -> dict:
-    """Build the report of the store at ``root`` and write it to ``out``.
+    """Build the report of the store at ``root`` and write it to ``out``, at most ``config.max_bytes`` long.
 
     Returns:
-        A summary: ``path``, ``bytes``, ``episodes``, ``replayed`` and ``notes`` (what was sampled or cut).
+        A summary: ``path``, ``bytes``, ``episodes`` (all the report covers), ``listed`` (rows in its episode
+        table), ``replayed`` and ``notes`` (what was sampled or cut).
     """
-    payload = build_payload(root, config or ReportConfig())
+    cfg = config or ReportConfig()
+    payload = build_payload(root, cfg)
     page = render_html(payload)
+    # build_payload sizes the page to the cap from exact item sizes; should that ever be off, trim, never overshoot.
+    if len(page.encode()) > cfg.max_bytes:
+        payload["notes"].append("Some replay episodes or table rows were dropped to stay under the size cap.")
+        while len(page.encode()) > cfg.max_bytes and (payload["replay"] or payload["episodes"]):
+            (payload["replay"] or payload["episodes"]).pop()
+            page = render_html(payload)
     path = Path(out)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(page, encoding="utf-8")
     return {
         "path": str(path),
         "bytes": len(page.encode()),
-        "episodes": len(payload["episodes"]),
+        "episodes": payload["n_episodes"],
+        "listed": len(payload["episodes"]),
         "replayed": len(payload["replay"]),
         "notes": payload["notes"],
     }

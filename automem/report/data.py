@@ -1,27 +1,42 @@
 """Everything the HTML report shows, as one JSON-ready dict: diagnostics, plot series, replay episodes, notes.
 
-Size is capped: at most ``max_replay`` episodes are replayed (a seeded random sample when there are more), and
-replay episodes are added only while the whole payload stays under ``max_bytes``. Every cut is written into
-``notes``, which the page shows at the top.
+The size cap (``ReportConfig.max_bytes``) holds for the whole HTML file, page and scripts included:
+
+- the diagnostics table and the plots are bounded by construction: the progression plot shows at most
+  ``_STRIP_POINTS`` episodes per group (a seeded random sample; the mean and its interval use every episode),
+  the line plots at most ``_PLOT_POINTS`` points per group (steps binned);
+- the per-episode table lists at most ``max_table_rows`` episodes, a seeded random sample when there are more;
+- at most ``max_replay`` episodes are replayed (a seeded random sample when there are more);
+- what is left under the cap is shared: the table is guaranteed ``_TABLE_SHARE`` of it (if it needs that much),
+  the replay takes episodes in sample order while they fit, and the table then takes what the replay left.
+  If even the page without any episode row or replay exceeds the cap, building fails with the size it needs.
+
+Every sample and cut is written into ``notes``, which the page shows at the top.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import json
 import random
-from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
+from pydantic import BaseModel, ConfigDict, Field
 
 from automem.analytics.render import to_json_rows
 from automem.analytics.store import connect
 from automem.diagnostics.episodes import KEY, analyse_store, size_series
+from automem.diagnostics.source import READ_RETRY_S, open_store
 from automem.diagnostics.summary import MEASURES, aggregate, resolve_by
+from automem.report.html import embedded_size, render_html
 from automem.report.replay import episode_replay
 
 _PLOT_POINTS = 200  # most points per line in the plots (steps are binned beyond that)
+_STRIP_POINTS = 300  # most episodes drawn per group in the progression plot
+_TABLE_SHARE = 0.25  # share of the room under the cap that the episode table may always use
+_NOTE_RESERVE = 2048  # bytes kept for the notes, which are written last
+_FETCH_CHUNK = 16  # replay episodes read per query (one scan of each table per chunk, not per episode)
+_MIN_REPLAY_BYTES = 1024  # below this, no replay record can fit
 _EPISODE_COLUMNS = (
     *KEY,
     "env_id",
@@ -39,84 +54,183 @@ _EPISODE_COLUMNS = (
     "invalid_actions",
     "lines_written",
     "lines_read_back",
+    "linked_reads",
     "memory_bytes",
     "tokens",
 )
 
 
-@dataclass(frozen=True)
-class ReportConfig:
+class ReportConfig(BaseModel):
     """What goes into a report and how big it may get."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
     by: str = "scaffold,model"
     """Grouping of the diagnostics and plots (aliases as for ``automem diagnose --by``)."""
     episodes: str | None = None
     """Only these episodes: ids or a SQL query returning ``episode_id``."""
-    max_replay: int = 20
+    max_replay: int = Field(20, ge=0)
     """Most episodes in the replay; more are sampled at random."""
-    max_bytes: int = 20 * 1024 * 1024
-    """Size cap of the data embedded in the page; replay episodes that would pass it are left out."""
+    max_table_rows: int = Field(2000, ge=0)
+    """Most rows in the per-episode table; more are sampled at random."""
+    max_bytes: int = Field(20_000_000, gt=0)
+    """Size cap of the whole HTML file, in bytes; the table and the replay are sampled to stay under it."""
     seed: int = 0
-    """Seed of the replay sample."""
+    """Seed of the samples (replay, table, progression plot)."""
+    retry_for_s: float = Field(READ_RETRY_S, ge=0)
+    """How long to retry a store that cannot be reached."""
+
+
+def _mb(n: float) -> str:
+    return f"{n / 1e6:.2f} MB" if n >= 1e5 else f"{n / 1e3:.0f} kB"
 
 
 def _label(row: dict[str, Any], by: list[str]) -> str:
     return " / ".join(str(row.get(b)) for b in by) or "all"
 
 
-def _bin(points: list[tuple[int, float]]) -> list[list[float]]:
-    """At most ``_PLOT_POINTS`` points: means over equal-width step bins."""
-    if len(points) <= _PLOT_POINTS:
-        return [[x, y] for x, y in points]
-    width = -(-(points[-1][0] + 1) // _PLOT_POINTS)
-    bins: dict[int, list[float]] = {}
-    for x, y in points:
-        bins.setdefault(x // width, []).append(y)
-    return [[b * width, sum(v) / len(v)] for b, v in sorted(bins.items())]
+def _bin(points: list[tuple[int, float]], digits: int) -> list[list[float]]:
+    """At most ``_PLOT_POINTS`` points: means over equal-width step bins, rounded to ``digits`` decimals."""
+    if len(points) > _PLOT_POINTS:
+        width = -(-(points[-1][0] + 1) // _PLOT_POINTS)
+        bins: dict[int, list[float]] = {}
+        for x, y in points:
+            bins.setdefault(x // width, []).append(y)
+        points = [(b * width, sum(v) / len(v)) for b, v in sorted(bins.items())]
+    return [[x, round(y, digits)] for x, y in points]
 
 
 def _group_sql(by: list[str]) -> str:
     return " || ' / ' || ".join(f"coalesce(CAST(e.{b} AS VARCHAR), 'None')" for b in by) if by else "'all'"
 
 
-def build_payload(root: str, cfg: ReportConfig) -> dict[str, Any]:
-    """The report's data for the committed store at ``root`` (see the module docstring for the caps)."""
+def build_payload(root: Any, cfg: ReportConfig) -> dict[str, Any]:
+    """The report's data for the committed store at ``root``, sized so that its page fits ``cfg.max_bytes``.
+
+    Raises:
+        StoreError: no store at ``root``.
+        ValueError: a bad selection or grouping, or a cap too small for the page without episodes.
+    """
     by = resolve_by(cfg.by)
-    con = connect(root, episodes=cfg.episodes)
+    con = connect(open_store(root, retry_for_s=cfg.retry_for_s), episodes=cfg.episodes)
     try:
         diag = analyse_store(con)
         per = diag.table
-        groups = aggregate(per, by) if per.num_rows else pa.table({})
+        groups = aggregate(per, by, sizes=diag.sizes) if per.num_rows else pa.table({})
         rows = per.to_pylist()
         label_of = {tuple(r[k] for k in KEY): _label(r, by) for r in rows}
+        notes: list[str] = []
         plots = {
-            "progression": _progression(rows, by),
+            "progression": _progression(rows, by, cfg.seed, notes),
             "memory": _memory(rows, diag.sizes, label_of),
             "op_mix": _op_mix(con, by),
             "errors": _errors(con, by),
         }
+        name = root if isinstance(root, str) else getattr(root, "uri", str(root))
         payload: dict[str, Any] = {
-            "title": f"automem report: {root}",
-            "root": root,
+            "title": f"automem report: {name}",
+            "root": name,
             "generated_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             "by": by,
             "measures": [{"name": m.name, "doc": m.doc, "better": m.better} for m in MEASURES],
             "groups": [dict(g, label=_label(g, by)) for g in to_json_rows(groups)],
-            "episodes": to_json_rows(per.select([c for c in _EPISODE_COLUMNS if c in per.column_names])),
+            "n_episodes": len(rows),
+            "episodes": [],
             "plots": plots,
             "replay": [],
             "notes": [],
         }
-        _add_replay(con, payload, rows, cfg)
+        _fill(con, payload, per, rows, cfg, notes)
     finally:
         con.close()
+    payload["notes"] = notes
     return payload
 
 
-def _progression(rows: list[dict], by: list[str]) -> dict[str, list[float]]:
+def _fill(con: Any, payload: dict, per: pa.Table, rows: list[dict], cfg: ReportConfig, notes: list) -> None:
+    """Add the episode table and the replay under the cap (see the module docstring), and the notes."""
+    base = len(render_html(payload).encode()) + _NOTE_RESERVE + embedded_size(notes)
+    if base > cfg.max_bytes:
+        raise ValueError(
+            f"the report needs {_mb(base)} without any episode rows or replay, more than its cap of "
+            f"{_mb(cfg.max_bytes)}: raise --max-mb, or group less finely (--by)"
+        )
+    room = cfg.max_bytes - base
+    table = to_json_rows(per.select([c for c in _EPISODE_COLUMNS if c in per.column_names]))
+    random.Random(cfg.seed).shuffle(table)
+    table = table[: cfg.max_table_rows]
+    sizes = [embedded_size(r) + 1 for r in table]
+    guaranteed = _prefix(sizes, int(room * _TABLE_SHARE))
+
+    chosen = sorted(rows, key=lambda r: (r["run_id"], r["episode_id"]))
+    if len(chosen) > cfg.max_replay:
+        chosen = random.Random(cfg.seed).sample(chosen, cfg.max_replay)
+        notes.append(
+            f"The replay holds {cfg.max_replay} of {len(rows)} episodes, sampled at random (seed {cfg.seed}); "
+            "the diagnostics cover all of them."
+        )
+    budget = room - sum(sizes[:guaranteed])
+    left_out = 0
+    for start in range(0, len(chosen), _FETCH_CHUNK):
+        part = chosen[start : start + _FETCH_CHUNK]
+        if budget < _MIN_REPLAY_BYTES:  # nothing more can fit: do not read the rest
+            left_out += len(part)
+            continue
+        rows_of = {t: _fetch(con, t, part) for t in ("episodes", "steps", "turns", "memory_ops")}
+        for r in part:
+            key = tuple(r[k] for k in KEY)
+            record = episode_replay(
+                rows_of["episodes"][key][0],
+                rows_of["steps"][key],
+                rows_of["turns"][key],
+                rows_of["memory_ops"][key],
+            )
+            size = embedded_size(record) + 1
+            if size > budget:
+                left_out += 1
+                continue
+            budget -= size
+            payload["replay"].append(record)
+    payload["replay"].sort(key=lambda rec: rec["id"])
+    if left_out:
+        notes.append(
+            f"{left_out} sampled episode(s) were left out of the replay to keep the report under "
+            f"{_mb(cfg.max_bytes)} (--max-mb)."
+        )
+    budget += sum(sizes[:guaranteed])
+    shown = _prefix(sizes, budget)
+    payload["episodes"] = sorted(table[:shown], key=lambda r: tuple(str(r[k]) for k in KEY))
+    if shown < len(rows):
+        why = f"to keep the report under {_mb(cfg.max_bytes)}" if shown < len(table) else "(--max-table-rows)"
+        notes.append(
+            f"The episode table lists {shown} of {len(rows)} episodes, sampled at random (seed {cfg.seed}) {why}; "
+            "the diagnostics cover all of them."
+        )
+
+
+def _prefix(sizes: list[int], budget: int) -> int:
+    """How many leading items fit in ``budget``."""
+    total = 0
+    for i, s in enumerate(sizes):
+        total += s
+        if total > budget:
+            return i
+    return len(sizes)
+
+
+def _progression(rows: list[dict], by: list[str], seed: int, notes: list[str]) -> dict[str, list[float]]:
     out: dict[str, list[float]] = {}
     for r in rows:
-        out.setdefault(_label(r, by), []).append(r["progression"])
+        out.setdefault(_label(r, by), []).append(round(r["progression"], 4))
+    sampled = [g for g, v in out.items() if len(v) > _STRIP_POINTS]
+    rng = random.Random(seed)
+    for g in sampled:
+        out[g] = rng.sample(out[g], _STRIP_POINTS)
+    if sampled:
+        notes.append(
+            f"The progression plot draws a random sample of {_STRIP_POINTS} episodes in each group that has "
+            f"more ({len(sampled)} group(s)); its mean and interval cover every episode."
+        )
     return out
 
 
@@ -130,7 +244,7 @@ def _memory(rows: list[dict], sizes: dict, label_of: dict) -> dict[str, list[lis
             cell = acc.setdefault(t, [0.0, 0.0])
             cell[0] += b
             cell[1] += 1
-    return {g: _bin([(t, s / n) for t, (s, n) in sorted(acc.items())]) for g, acc in sums.items()}
+    return {g: _bin([(t, s / n) for t, (s, n) in sorted(acc.items())], 1) for g, acc in sums.items()}
 
 
 def _op_mix(con: Any, by: list[str]) -> dict[str, dict[str, int]]:
@@ -151,44 +265,20 @@ def _errors(con: Any, by: list[str]) -> dict[str, list[list[float]]]:
     series: dict[str, list[tuple[int, float]]] = {}
     for g, t, rate in con.sql(sql).fetchall():
         series.setdefault(g, []).append((t, rate))
-    return {g: _bin(points) for g, points in series.items()}
+    return {g: _bin(points, 4) for g, points in series.items()}
 
 
-def _add_replay(con: Any, payload: dict[str, Any], rows: list[dict], cfg: ReportConfig) -> None:
-    notes = payload["notes"]
-    chosen = sorted(rows, key=lambda r: (r["run_id"], r["episode_id"]))
-    if len(chosen) > cfg.max_replay:
-        chosen = sorted(random.Random(cfg.seed).sample(chosen, cfg.max_replay), key=lambda r: r["episode_id"])
-        notes.append(
-            f"The replay holds {cfg.max_replay} of {len(rows)} episodes, sampled at random (seed {cfg.seed}); "
-            "the diagnostics and plots cover all of them."
-        )
-    budget = cfg.max_bytes - len(json.dumps(payload, default=str))
-    left_out = 0
-    for r in chosen:
-        key = [r[k] for k in KEY]
-        record = episode_replay(
-            _fetch(con, "episodes", key)[0],
-            _fetch(con, "steps", key),
-            _fetch(con, "turns", key),
-            _fetch(con, "memory_ops", key),
-        )
-        size = len(json.dumps(record, default=str))
-        if size > budget:
-            left_out += 1
-            continue
-        budget -= size
-        payload["replay"].append(record)
-    if left_out:
-        notes.append(
-            f"{left_out} sampled episode(s) were left out of the replay to keep the report under "
-            f"{cfg.max_bytes / 1e6:.0f} MB (--max-mb)."
-        )
-
-
-def _fetch(con: Any, table: str, key: list) -> list[dict]:
-    where = " AND ".join(f"{k} = ?" for k in KEY)
-    return con.sql(f"SELECT * FROM {table} WHERE {where}", params=key).to_arrow_table().to_pylist()
+def _fetch(con: Any, table: str, episodes: list[dict]) -> dict[tuple, list[dict]]:
+    """All rows of ``table`` of some episodes, in one query, by episode key."""
+    con.register("_wanted", pa.Table.from_pylist([{k: r[k] for k in KEY} for r in episodes]))
+    try:
+        rows = con.sql(f"SELECT * FROM {table} SEMI JOIN _wanted USING ({', '.join(KEY)})").to_arrow_table()
+    finally:
+        con.unregister("_wanted")
+    out: dict[tuple, list[dict]] = {tuple(r[k] for k in KEY): [] for r in episodes}
+    for row in rows.to_pylist():
+        out[tuple(row[k] for k in KEY)].append(row)
+    return out
 
 
 __all__ = ["ReportConfig", "build_payload"]

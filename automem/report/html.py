@@ -23,6 +23,11 @@ def _embed_json(payload: dict[str, Any]) -> str:
     return text.replace("<", "\\u003c")
 
 
+def embedded_size(value: Any) -> int:
+    """Bytes that ``value`` takes in the page's embedded JSON (UTF-8, escaped as ``render_html`` escapes it)."""
+    return len(_embed_json(value).encode())
+
+
 def render_html(payload: dict[str, Any]) -> str:
     """The page for a payload from ``automem.report.data.build_payload``."""
     page = _asset("report.html")
@@ -37,4 +42,4 @@ def render_html(payload: dict[str, Any]) -> str:
     return page
 
 
-__all__ = ["render_html"]
+__all__ = ["embedded_size", "render_html"]

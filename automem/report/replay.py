@@ -4,7 +4,9 @@ Memory is rebuilt from the op log (``MemoryStore.run_op`` on an in-memory store)
 keep the report small it is shipped as per-step changes: a file's appended text when the step only appended
 (``{"a": text}``), its full text otherwise (``{"f": text}``), or its removal (``{"d": 1}``); the page applies
 them in order. Read operations are re-run on the rebuilt memory so the replay shows what they returned, cut at
-the length the live run returned (``output_chars``).
+the length the live run returned (``output_chars``), and each line of a READ, TAIL or SEARCH output that an
+earlier write of the agent produced carries that write's step (``src``: ``[line, step]`` pairs, from the
+provenance links of ``diagnostics.memory_quality.analyse_ops``).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import json
 from collections import defaultdict
 from typing import Any
 
-from automem.diagnostics.memory_quality import LINE_READ_OPS, op_order
+from automem.diagnostics.memory_quality import LINE_READ_OPS, analyse_ops, op_order
 from automem.memory.quotas import UNLIMITED_QUOTAS
 from automem.memory.store import MemoryStore
 
@@ -54,19 +56,25 @@ def episode_replay(
 
     store = MemoryStore.in_memory(quotas=_UNLIMITED)
     by_turn: dict[tuple, list[dict]] = defaultdict(list)
-    by_step: dict[int, list[dict]] = defaultdict(list)
-    for row in sorted(ops, key=op_order):
-        by_step[row["step"]].append(row)
+    by_step: dict[int, list[tuple[int, dict]]] = defaultdict(list)
+    log = sorted(ops, key=op_order)  # the order analyse_ops indexes its links by
+    quality = analyse_ops(log)
+    for i, row in enumerate(log):
+        by_step[row["step"]].append((i, row))
     init: list[dict] = []
     files_at: dict[int, dict[str, str]] = {}
     for step, rows in by_step.items():
-        for row in rows:
+        for i, row in rows:
             shown: dict[str, Any] = {"op": row["op"], "args": list(row["args"] or []), "ok": row["ok"]}
             if not row["ok"]:
                 shown["error"] = row["error_kind"]
             elif row["op"] in LINE_READ_OPS or row["op"] in ("COUNT", "LIST"):
                 res = store.run_op(row["op"], list(row["args"] or []))
                 shown["out"] = res.output[: min(row["output_chars"], _SHOWN_OUTPUT)]
+                lines_shown = shown["out"].count("\n") + 1
+                src = [[k, quality.op_keys[w][0]] for k, w in quality.sources.get(i, []) if k < lines_shown]
+                if src:
+                    shown["src"] = src
             elif row["op"] is not None:
                 store.run_op(row["op"], list(row["args"] or []))
             if row["phase"] == "init":

@@ -1,7 +1,8 @@
 # Run: .venv/bin/python -m pytest tests/integration/test_report_browser.py
 """The HTML report in a real headless Chromium (Debian's; `make install-browser`), driven over the DevTools
 protocol: it renders without console errors or network requests, the replay steps forward on a mouse click,
-and the memory view changes. A screenshot is kept at artifacts/report_replay.png.
+the memory view changes, and lines a read returned name the step of the write behind them (provenance). A
+screenshot is kept at artifacts/report_replay.png.
 """
 
 from __future__ import annotations
@@ -173,14 +174,20 @@ def test_report_renders_and_replay_steps_through_memory(tmp_path, chromium):
 
     memory = [cdp.js("document.getElementById('memory').innerText")]
     labels = [cdp.js("document.getElementById('step-label').textContent")]
+    sources = "[...document.querySelectorAll('#turns .turn.plan .src')].map(e => e.textContent.trim())"
+    found = [cdp.js(sources)]
     for _ in range(3):
         cdp.click("#next")
         labels.append(cdp.js("document.getElementById('step-label').textContent"))
         memory.append(cdp.js("document.getElementById('memory').innerText"))
+        found.append(cdp.js(sources))
     assert labels[:2] == ["step 0 (1 of 6)", "step 1 (2 of 6)"] and labels[3] == "step 3 (4 of 6)"
     # Each LOG turn appends one line, so the rebuilt memory grows by one line per step.
     assert all(a != b for a, b in itertools.pairwise(memory)), memory
     assert memory[3].count("moved right at some step") == memory[0].count("moved right at some step") + 3
+    # Each PLAN turn searches the notes: every line found is the APPEND of an earlier (or this) step's LOG turn.
+    assert found[0] == ["\u2190 written at step 0"]
+    assert found[3] == [f"\u2190 written at step {t}" for t in range(4)]
 
     shot = cdp.send("Page.captureScreenshot", format="png", captureBeyondViewport=True)
     artifacts = ROOT / "artifacts"

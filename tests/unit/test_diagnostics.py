@@ -78,7 +78,8 @@ def test_failing_operations_are_counted_by_kind():
     q = analyse_ops(ops_of(steps))
     kinds = dict(q.errors_by_kind)
     assert kinds["missing"] == 1 and kinds["path"] == 1 and kinds["quota"] == 1 and kinds["read_only"] == 1
-    assert kinds.get("parse", 0) + kinds.get("unknown_op", 0) == 2
+    assert kinds["unknown_op"] == 1  # FROB: read as an operation, but there is no such operation
+    assert kinds["parse"] == 1  # prose: not an operation at all
     assert q.op_errors == 6
     assert (q.searches, q.empty_searches) == (1, 1)
 
@@ -110,6 +111,29 @@ def test_utility_links_each_returned_line_to_the_write_that_produced_it():
         ("TAIL", "UPSERT", ("a.md", "hp", "5")),
         ("READ", "APPEND", ("a.md", "rock south")),
     }
+    assert q.linked_reads == 3
+    assert q.link_records() == [
+        {
+            "read": {"step": 1, "phase": "plan", "turn": 0, "seq": 0, "op": "SEARCH", "line": 0},
+            "write": {"step": 0, "phase": "log", "turn": 0, "seq": 0, "op": "APPEND"},
+        },
+        {
+            "read": {"step": 1, "phase": "plan", "turn": 1, "seq": 0, "op": "TAIL", "line": 0},
+            "write": {"step": 1, "phase": "log", "turn": 0, "seq": 0, "op": "UPSERT"},
+        },
+        {
+            "read": {"step": 2, "phase": "plan", "turn": 0, "seq": 0, "op": "READ", "line": 0},
+            "write": {"step": 0, "phase": "log", "turn": 0, "seq": 1, "op": "APPEND"},
+        },
+    ]
+    assert len(q.link_records(limit=2)) == 2
+
+
+def test_a_read_of_the_scaffolds_lines_only_is_not_linked():
+    q = analyse_ops(
+        ops_of([Step("o", log=["APPEND n.md mine"], plan=["READ g.md", "READ n.md"])], {"g.md": "goal\n"})
+    )
+    assert (q.reads, q.linked_reads, len(q.links)) == (2, 1, 1)  # READ g.md returned no line the agent wrote
 
 
 def test_a_cut_output_returns_only_the_lines_shown():
@@ -159,6 +183,27 @@ def test_memory_size_over_steps():
     assert q.size_by_step == {1: (4, 1, 1), 2: (9, 3, 2), 3: (3, 1, 1)}
     assert (q.final_bytes, q.final_lines, q.final_files) == (3, 1, 1)
     assert analyse_ops([]).size_by_step == {}
+
+
+def test_memory_size_series_are_bounded_and_carry_sizes_forward():
+    from automem.diagnostics.series import bucket_ends, episode_series, group_series
+
+    assert bucket_ends(4) == [0, 1, 2, 3] and bucket_ends(0) == []
+    assert bucket_ends(1000) == [99, 199, 299, 399, 499, 599, 699, 799, 899, 999]
+    sizes = {1: (4, 1, 1), 2: (9, 3, 2), 3: (3, 1, 1)}
+    assert episode_series(sizes, 4) == [
+        {"step": 0, "bytes": 0, "lines": 0, "files": 0},
+        {"step": 1, "bytes": 4, "lines": 1, "files": 1},
+        {"step": 2, "bytes": 9, "lines": 3, "files": 2},
+        {"step": 3, "bytes": 3, "lines": 1, "files": 1},
+    ]
+    long = episode_series({0: (10, 1, 1), 500: (20, 2, 1)}, 1000)
+    assert [p["step"] for p in long] == bucket_ends(1000)
+    assert [p["bytes"] for p in long] == [10] * 5 + [20] * 5  # carried forward over steps without ops
+    # Two episodes: 2 steps (always 0 bytes) and 4 steps; at step 3 only the longer one is still running.
+    g = group_series([({}, 2), (sizes, 4)])
+    assert [p["episodes"] for p in g] == [2, 2, 1, 1]
+    assert g[1]["bytes_mean"] == 2.0 and g[1]["bytes_max"] == 4 and g[3]["bytes_p50"] == 3.0
 
 
 # -- unproductive and invalid actions ----------------------------------------------------------------------------
@@ -243,3 +288,85 @@ def test_diagnose_groups_by_scaffold_and_reads_committed_episodes_only(tmp_path)
     assert b["invalid_action_rate"] == pytest.approx(0.25) and b["memory_utility"] == 0.0
     assert g["progression_lo"] <= g["progression"] <= g["progression_hi"]
     assert result.episodes.table.num_rows == 6
+    # Memory size over steps, per group (bounded): the good episodes append one 7-byte line per step.
+    assert [p["bytes_mean"] for p in g["memory_by_step"]] == [7.0, 14.0, 21.0, 28.0]
+    assert [p["bytes_max"] for p in b["memory_by_step"]] == [5, 10, 15, 20]  # redundant appends still grow it
+    assert g["linked_read_rate"] == 1.0 and b["linked_read_rate"] is None  # the bad ones never read
+
+
+# -- cost and progression: known answers ------------------------------------------------------------------------
+
+
+def _cost_store(root):
+    # A: 4 steps, 1200 tokens, 6 s, progression 0.3; B: 6 steps, 2800 tokens, 10 s, progression 0.5.
+    write_episode(
+        root,
+        "r",
+        "a",
+        [Step("o")] * 4,
+        seed=1,
+        progression=0.3,
+        prompt_tokens=1000,
+        completion_tokens=200,
+        llm_seconds=6.0,
+    )
+    write_episode(
+        root,
+        "r",
+        "b",
+        [Step("o")] * 6,
+        seed=2,
+        progression=0.5,
+        prompt_tokens=2500,
+        completion_tokens=300,
+        llm_seconds=10.0,
+    )
+
+
+def test_tokens_and_model_seconds_per_step_and_per_progression_point(tmp_path):
+    _cost_store(tmp_path)
+    row = diagnose(str(tmp_path), "").table.to_pylist()[0]
+    assert row["tokens_per_step"] == pytest.approx(4000 / 10)
+    assert row["llm_s_per_step"] == pytest.approx(16.0 / 10)
+    assert row["tokens_per_point"] == pytest.approx(4000 / 80)  # 30 + 50 progression points
+    assert row["llm_s_per_point"] == pytest.approx(16.0 / 80)
+
+
+def test_cost_is_zero_without_model_calls_and_undefined_without_progress(tmp_path):
+    write_episode(
+        tmp_path / "free",
+        "r",
+        "a",
+        [Step("o")] * 3,
+        progression=0.2,
+        prompt_tokens=0,
+        completion_tokens=0,
+        llm_seconds=0.0,
+    )
+    row = diagnose(str(tmp_path / "free"), "").table.to_pylist()[0]
+    assert (row["tokens_per_step"], row["llm_s_per_step"]) == (0.0, 0.0)
+    assert (row["tokens_per_point"], row["llm_s_per_point"]) == (0.0, 0.0)
+    write_episode(tmp_path / "stuck", "r", "a", [Step("o")] * 3, progression=0.0)
+    row = diagnose(str(tmp_path / "stuck"), "").table.to_pylist()[0]
+    assert (
+        row["tokens_per_point"] is None and row["llm_s_per_point"] is None
+    )  # no progress: no per-point cost
+
+
+def test_progression_mean_and_bootstrap_interval_known_answers(tmp_path):
+    _cost_store(tmp_path)
+    row = diagnose(str(tmp_path), "").table.to_pylist()[0]
+    # Resampled means of two episodes are 0.3, 0.4 or 0.5 with chances 1/4, 1/2, 1/4: the 95% interval is the
+    # range.
+    assert (row["progression"], row["progression_lo"], row["progression_hi"]) == pytest.approx(
+        (0.4, 0.3, 0.5)
+    )
+    for i, p in enumerate((0.0, 0.0, 0.6)):  # a third episode's mean is 0 with chance 8/27 > 2.5%
+        write_episode(tmp_path / "three", "r", f"e{i}", [Step("o")], seed=i, progression=p)
+    row = diagnose(str(tmp_path / "three"), "").table.to_pylist()[0]
+    assert (row["progression"], row["progression_lo"], row["progression_hi"]) == pytest.approx(
+        (0.2, 0.0, 0.6)
+    )
+    write_episode(tmp_path / "zero", "r", "e", [Step("o")] * 2, progression=0.0)
+    row = diagnose(str(tmp_path / "zero"), "").table.to_pylist()[0]
+    assert (row["progression"], row["progression_lo"], row["progression_hi"]) == (0.0, 0.0, 0.0)

@@ -180,7 +180,128 @@ def test_diagnose_compare_within_one_store(tmp_path, capsys):
     write_episode(tmp_path, "run-cand", "extra", [Step("o")], seed=99, scaffold_id="cand")  # seeds now differ
     assert main(["diagnose", str(tmp_path), "--compare", "scaffold", "--baseline", "base", "--json"]) == 0
     rows = {r["measure"]: r for r in json.loads(capsys.readouterr().out)}
-    assert rows["redundant_write_rate"]["a"] == "base" and rows["redundant_write_rate"]["b"] == "cand"
-    assert not rows["redundant_write_rate"]["paired"]
-    assert rows["redundant_write_rate"]["verdict"] == "better"
+    r = rows["redundant_write_rate"]
+    assert r["a"] == "base" and r["b"] == "cand"
+    # One seed only B ran: the other four stay paired, and the extra episode is left out (and counted).
+    assert r["paired"] and (r["pairs"], r["n_a"], r["n_b"], r["dropped_a"], r["dropped_b"]) == (4, 4, 4, 0, 1)
+    assert r["verdict"] == "better"
+    assert main(["diagnose", str(tmp_path), "--compare", "scaffold", "--baseline", "base"]) == 0
+    out = capsys.readouterr().out
+    assert "paired by seed on 4 seeds" in out and "left out 0 episode(s) of A and 1 of B" in out
     assert main(["diagnose", str(tmp_path), "--compare", "scaffold", "--baseline", "nope"]) == 2
+
+
+def _two_env_store(root, scaffold, envs, seeds=range(3)):
+    for env in envs:
+        for seed in seeds:
+            text = "APPEND n.md same" if scaffold == "base" else f"APPEND n.md {env} {seed}"
+            write_episode(
+                root,
+                "r",
+                f"{env}-{seed}",
+                [Step("o", log=[text])] * 2,
+                env_id=env,
+                seed=seed,
+                scaffold_id=scaffold,
+            )
+
+
+def test_two_stores_honour_by_and_note_groups_of_one_side(tmp_path, capsys):
+    _two_env_store(tmp_path / "a", "base", ["e1", "e2"])
+    _two_env_store(tmp_path / "b", "cand", ["e1", "e2", "e3"])
+    assert main(["diagnose", str(tmp_path / "a"), str(tmp_path / "b"), "--by", "env", "--json"]) == 0
+    captured = capsys.readouterr()
+    rows = [r for r in json.loads(captured.out) if r["measure"] == "redundant_write_rate"]
+    assert [(r["env_id"], r["n_a"], r["n_b"], r["paired"]) for r in rows] == [
+        ("e1", 3, 3, True),
+        ("e2", 3, 3, True),
+    ]
+    assert "e3 (3 episodes), not compared" in captured.err
+    assert main(["diagnose", str(tmp_path / "a"), str(tmp_path / "b"), "--by", "env"]) == 0
+    out = capsys.readouterr().out
+    assert "e1: " in out and "e2: " in out and "note: " in out
+    # Without --by, two stores are compared as wholes (not split by the one-store default, scaffold).
+    assert main(["diagnose", str(tmp_path / "a"), str(tmp_path / "b"), "--json"]) == 0
+    whole = [r for r in json.loads(capsys.readouterr().out) if r["measure"] == "redundant_write_rate"]
+    assert len(whole) == 1 and (whole[0]["pairs"], whole[0]["n_a"], whole[0]["n_b"]) == (6, 6, 6)
+    assert (whole[0]["dropped_a"], whole[0]["dropped_b"]) == (0, 3)  # e3 is only in B
+
+
+def test_compare_flag_with_a_second_store_is_a_usage_error(tmp_path, capsys):
+    _two_env_store(tmp_path / "a", "base", ["e1"])
+    _two_env_store(tmp_path / "b", "cand", ["e1"])
+    a, b = str(tmp_path / "a"), str(tmp_path / "b")
+    assert main(["diagnose", a, b, "--compare", "scaffold"]) == 2
+    assert "--compare compares groups within ROOT" in capsys.readouterr().err
+    for bad in ([a, "--baseline", "x"], [a, "--episodes-b", "e1-0"], [a, b, "--per-episode"], [a, "--links"]):
+        assert main(["diagnose", *bad]) == 2, bad
+        assert "error:" in capsys.readouterr().err
+
+
+def test_episode_selection_applies_to_both_stores_unless_given_for_b(tmp_path, capsys):
+    _two_env_store(tmp_path / "a", "base", ["e1"], seeds=range(4))
+    _two_env_store(tmp_path / "b", "cand", ["e1"], seeds=range(4))
+    a, b = str(tmp_path / "a"), str(tmp_path / "b")
+    sel = "SELECT episode_id FROM episodes WHERE seed < 3"
+    assert main(["diagnose", a, b, "--episodes", sel, "--json"]) == 0
+    r = json.loads(capsys.readouterr().out)[0]
+    assert (r["n_a"], r["n_b"]) == (3, 3)
+    assert main(["diagnose", a, b, "--episodes", sel, "--episodes-b", "e1-0,e1-1,e1-2,e1-3", "--json"]) == 0
+    r = json.loads(capsys.readouterr().out)[0]
+    assert (r["n_a"], r["n_b"], r["pairs"], r["dropped_b"]) == (3, 3, 3, 1)  # B's seed 3 has no pair
+
+
+def test_diagnose_json_has_memory_over_steps_and_bounded_provenance(store, capsys):
+    assert main(["diagnose", store, "--json"]) == 0
+    group = json.loads(capsys.readouterr().out)[0]
+    assert [p["step"] for p in group["memory_by_step"]] == [0, 1, 2, 3]  # the longest episode has 4 steps
+    assert [p["episodes"] for p in group["memory_by_step"]] == [3, 3, 2, 1]
+    assert main(["diagnose", store, "--per-episode", "--json"]) == 0
+    per = {r["episode_id"]: r for r in json.loads(capsys.readouterr().out)}
+    ep_b = per["ep-b"]  # 4 steps, each appending "fact t" and then searching "fact"
+    assert [p["bytes"] for p in ep_b["memory_by_step"]] == [7, 14, 21, 28]
+    assert (ep_b["linked_reads"], ep_b["read_links"]) == (4, 1 + 2 + 3 + 4)
+    assert "links" not in ep_b
+    assert main(["diagnose", store, "--per-episode", "--json", "--links", "--max-links", "3"]) == 0
+    ep_b = {r["episode_id"]: r for r in json.loads(capsys.readouterr().out)}["ep-b"]
+    assert ep_b["links_total"] == 10 and len(ep_b["links"]) == 3
+    assert ep_b["links"][2] == {
+        "read": {"step": 1, "phase": "plan", "turn": 0, "seq": 0, "op": "SEARCH", "line": 1},
+        "write": {"step": 1, "phase": "log", "turn": 0, "seq": 0, "op": "APPEND"},
+    }
+    assert main(["diagnose", store, "--per-episode"]) == 0
+    assert "memory_by_step" not in capsys.readouterr().out  # the text table stays flat
+
+
+# -- a root that is not a store ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["query", "{root}", "SELECT 1"], ["diagnose", "{root}"], ["report", "{root}", "--out", "{out}"]],
+)
+def test_a_missing_or_empty_root_is_an_error(tmp_path, capsys, command):
+    out = str(tmp_path / "r.html")
+    for root, says in ((tmp_path / "nope", "does not exist"), (tmp_path, "no trajectory store here")):
+        assert main([c.format(root=root, out=out) for c in command]) == 2
+        assert says in capsys.readouterr().err
+    assert not (tmp_path / "r.html").exists()
+
+
+@pytest.mark.parametrize(
+    "command", [["query", "s3://bucket/store", "SELECT 1"], ["report", "s3://bucket/store", "--out", "{out}"]]
+)
+def test_an_unreachable_s3_endpoint_is_one_line(tmp_path, capsys, monkeypatch, command):
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{port}")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
+    argv = [c.format(out=tmp_path / "r.html") for c in command]
+    assert main([*argv, "--retry-s", "0"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith(f"automem {argv[0]}: cannot read s3://bucket/store") and str(port) in err

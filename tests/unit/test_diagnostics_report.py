@@ -8,7 +8,7 @@ import json
 import re
 
 from automem.diagnostics.synthetic import Step, write_episode
-from automem.report import ReportConfig, build_payload, write_report
+from automem.report import ReportConfig, build_payload, render_html, write_report
 from pipelines.cli import main
 
 
@@ -60,6 +60,11 @@ def test_replay_ships_memory_changes_that_rebuild_each_step(tmp_path):
     assert (
         plan["ops"][0]["out"] == "notes.md:1: seen room 0\nnotes.md:2: seen room 1"
     )  # re-run on rebuilt memory
+    assert plan["ops"][0]["src"] == [[0, 0], [1, 1]]  # each line found, with the step of the write behind it
+    plan = [t for t in steps[3]["turns"] if t["phase"] == "plan"][0]
+    assert plan["ops"][0]["src"] == [[0, 3]]  # after the rewrite at step 2, only step 3's line has "room"
+    log = [t for t in steps[1]["turns"] if t["phase"] == "log"][0]
+    assert "src" not in log["ops"][0]  # writes carry no provenance of their own
 
 
 def test_caps_sample_the_replay_and_say_so(tmp_path, capsys):
@@ -68,17 +73,51 @@ def test_caps_sample_the_replay_and_say_so(tmp_path, capsys):
     payload = build_payload(str(tmp_path), ReportConfig(max_replay=3))
     assert len(payload["replay"]) == 3 and len(payload["episodes"]) == 6
     assert "3 of 6 episodes, sampled at random" in payload["notes"][0]
-    small = build_payload(str(tmp_path), ReportConfig(max_replay=6, max_bytes=60_000))
-    assert 0 < len(small["replay"]) < 6 and "left out of the replay" in small["notes"][-1]
-    assert len(json.dumps(small)) <= 60_000
+    small = build_payload(str(tmp_path), ReportConfig(max_replay=6, max_bytes=100_000))
+    assert 0 < len(small["replay"]) < 6 and any("left out of the replay" in n for n in small["notes"])
+    assert len(render_html(small).encode()) <= 100_000  # the whole page, not only its data
     out = tmp_path / "sel.html"
     assert (
         main(["report", str(tmp_path), "--out", str(out), "--episodes", "run1/ep-01,ep-02", "--by", "env"])
         == 0
     )
-    assert "2 episodes, 2 in the replay" in capsys.readouterr().out
+    assert "2 episodes, 2 in the table, 2 in the replay" in capsys.readouterr().out
     data = _data(out.read_text())
     assert sorted(r["id"] for r in data["replay"]) == ["run1/ep-01", "run1/ep-02"]
     assert [g["label"] for g in data["groups"]] == ["corridor-v0"]
     assert set(data["plots"]) == {"progression", "memory", "op_mix", "errors"}
     assert data["plots"]["op_mix"]["corridor-v0"] == {"APPEND": 58, "SEARCH": 60, "WRITE": 2}
+
+
+def test_the_size_cap_holds_for_the_whole_page_and_the_page_says_what_it_sampled(
+    tmp_path, capsys, monkeypatch
+):
+    import automem.report.data as data
+
+    monkeypatch.setattr(data, "_STRIP_POINTS", 20)  # the progression plot's sample, small for a small store
+    for i in range(60):
+        write_episode(
+            tmp_path,
+            "run1",
+            f"ep-{i:03d}",
+            [Step("o", log=[f"APPEND n.md fact {i}"], progression=i / 60)],
+            seed=i,
+        )
+    out = tmp_path / "capped.html"
+    assert main(["report", str(tmp_path), "--out", str(out), "--max-mb", "0.045", "--max-replay", "60"]) == 0
+    printed = capsys.readouterr().out
+    assert out.stat().st_size <= 45_000
+    data_ = _data(out.read_text())
+    assert data_["n_episodes"] == 60 and data_["groups"][0]["episodes"] == 60  # the diagnostics cover all
+    listed = len(data_["episodes"])
+    assert 0 < listed < 60 and f"lists {listed} of 60 episodes, sampled at random" in " ".join(data_["notes"])
+    assert len(data_["plots"]["progression"]["s0 / m"]) == 20
+    assert any("progression plot draws a random sample of 20" in n for n in data_["notes"])
+    assert 0 < len(data_["replay"]) < 60 and any("left out of the replay" in n for n in data_["notes"])
+    assert f"{listed} in the table" in printed and "note: The episode table lists" in printed
+    # A cap below the page without any episode is refused, with the size it would need.
+    assert main(["report", str(tmp_path), "--out", str(tmp_path / "tiny.html"), "--max-mb", "0.01"]) == 2
+    assert "raise --max-mb" in capsys.readouterr().err and not (tmp_path / "tiny.html").exists()
+    for bad in (["--max-replay", "-1"], ["--max-mb", "0"]):
+        assert main(["report", str(tmp_path), "--out", str(tmp_path / "x.html"), *bad]) == 2
+        assert "error:" in capsys.readouterr().err

@@ -160,7 +160,7 @@
 
   function renderHeader() {
     document.getElementById('subtitle').textContent =
-      `${D.episodes.length} episodes · grouped by ${D.by.join(', ') || 'nothing'} · generated ${D.generated_at}`;
+      `${D.n_episodes} episodes · grouped by ${D.by.join(', ') || 'nothing'} · generated ${D.generated_at}`;
     const notes = document.getElementById('notes');
     for (const n of D.notes) notes.appendChild(el('li', {}, n));
   }
@@ -187,6 +187,10 @@
   function renderEpisodes() {
     const table = document.getElementById('episode-table');
     if (!D.episodes.length) return;
+    if (D.episodes.length < D.n_episodes) {
+      table.parentNode.insertBefore(el('p', { class: 'muted' },
+        `${D.episodes.length} of ${D.n_episodes} episodes, sampled at random (see the notes at the top)`), table);
+    }
     const cols = Object.keys(D.episodes[0]);
     table.appendChild(el('tr', {}, ...cols.map(c => el('th', {}, c))));
     for (const r of D.episodes.slice(0, 2000)) table.appendChild(el('tr', {}, ...cols.map(c => el('td', {}, fmt(r[c])))));
@@ -216,7 +220,20 @@
   function renderOp(o) {
     const line = `${o.op || '?'} ${(o.args || []).map(a => a.length > 60 ? a.slice(0, 59) + '…' : a).join(' | ')}`;
     const node = el('div', { class: o.ok ? 'op' : 'op err' }, o.ok ? '✓ ' : `✗ [${o.error}] `, line);
-    if (o.out) node.appendChild(el('span', { class: 'out' }, o.out));
+    if (o.out) {
+      // Each returned line the agent wrote names the step of the write that produced it (provenance).
+      const src = new Map((o.src || []).map(([k, t]) => [k, t]));
+      const out = el('span', { class: 'out' });
+      o.out.split('\n').forEach((text, k) => {
+        if (k) out.appendChild(document.createTextNode('\n'));
+        out.appendChild(document.createTextNode(text));
+        if (src.has(k)) {
+          out.appendChild(el('span', { class: 'src', title: 'step of the write that produced this line' },
+            ` \u2190 written at step ${src.get(k)}`));
+        }
+      });
+      node.appendChild(out);
+    }
     return node;
   }
 
