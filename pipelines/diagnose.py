@@ -27,12 +27,12 @@ import argparse
 import sys
 from typing import Any
 
+from pipelines.query import add_retry_argument, emit, open_root
+
 _DEFAULT_BY = "scaffold,model"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from pipelines.query import add_retry_argument
-
     p = sub.add_parser(
         "diagnose",
         help="memory-quality diagnostics of a trajectory store",
@@ -64,7 +64,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="with --per-episode --json: add each episode's provenance links (a read, the write of a line it "
         "returned), at most --max-links per episode, and links_total",
     )
-    p.add_argument("--max-links", type=int, default=100, help="with --links: most links per episode (100)")
+    p.add_argument(
+        "--max-links", type=int, default=100, metavar="N", help="with --links: most links per episode (100)"
+    )
     add_retry_argument(p)
     p.set_defaults(func=run)
 
@@ -101,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         if args.root_b or args.compare:
             table, notes = _comparison(args)
-            print(_to_json(table) if args.json else _comparison_text(table, notes))
+            emit((_to_json(table) if args.json else _comparison_text(table, notes)) + "\n")
             for note in notes if args.json else ():
                 print(f"note: {note}", file=sys.stderr)
             return 0
@@ -113,8 +115,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _open(root: str, args: argparse.Namespace) -> Any:
-    from pipelines.query import open_root
-
     return open_root(root, args.retry_s)
 
 
@@ -126,12 +126,12 @@ def _single(args: argparse.Namespace) -> int:
     result = diagnose(_open(args.root, args), by, episodes=args.episodes, ci=not args.per_episode)
     if not args.per_episode:
         table = result.table
-        print(_to_json(table) if args.json else _groups_text(render.to_json_rows(table), result.by))
+        emit((_to_json(table) if args.json else _groups_text(render.to_json_rows(table), result.by)) + "\n")
         return 0
     per = result.episodes.table
     if not args.json:
         flat = [n for n, f in zip(per.schema.names, per.schema, strict=True) if not _nested(f.type)]
-        print(render.to_text(per.select(flat), max_rows=1000))
+        emit(render.to_text(per.select(flat), max_rows=1000) + "\n")
         return 0
     rows = render.to_json_rows(per)
     if args.links:
@@ -143,7 +143,7 @@ def _single(args: argparse.Namespace) -> int:
             row["links"] = q.link_records(args.max_links)
     import json
 
-    print(json.dumps(rows, ensure_ascii=False))
+    emit(json.dumps(rows, ensure_ascii=False) + "\n")
     return 0
 
 

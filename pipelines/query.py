@@ -16,6 +16,7 @@ Exit status: 0, or 2 when ROOT does not exist, holds no trajectory store, cannot
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Any
 
@@ -33,7 +34,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     fmt.add_argument("--csv", action="store_true", help="print CSV (list cells as JSON)")
     fmt.add_argument("--json", action="store_true", help="print a JSON array of row objects")
     p.add_argument(
-        "--max-rows", type=int, default=100, help="rows shown as a table (default 100; CSV/JSON: all)"
+        "--max-rows",
+        type=int,
+        default=100,
+        metavar="N",
+        help="rows shown as a table (default 100; CSV/JSON: all)",
     )
     add_retry_argument(p)
     p.set_defaults(func=run)
@@ -45,6 +50,7 @@ def add_retry_argument(p: argparse.ArgumentParser) -> None:
         "--retry-s",
         type=float,
         default=10.0,
+        metavar="SECONDS",
         help="seconds to keep retrying a store that cannot be reached, before giving up (default 10)",
     )
 
@@ -68,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
     import pyarrow as pa
 
     from automem.analytics import query, render
-    from automem.trajectory import StorageError
+    from automem.trajectory import TABLES, StorageError
 
     if not args.sql.strip():
         print('automem query: error: SQL is empty (try "SELECT count(*) FROM episodes")', file=sys.stderr)
@@ -79,15 +85,27 @@ def run(args: argparse.Namespace) -> int:
     try:
         table = query(open_root(args.root, args.retry_s), args.sql)
     except (duckdb.Error, StorageError, ValueError, OSError, pa.ArrowException) as exc:
-        print(f"automem query: {exc}", file=sys.stderr)
+        hint = f" (views: {', '.join(TABLES)})" if isinstance(exc, duckdb.CatalogException) else ""
+        print(f"automem query: {exc}{hint}", file=sys.stderr)
         return 2
     if args.json:
-        print(render.to_json(table))
+        emit(render.to_json(table) + "\n")
     elif args.csv:
-        sys.stdout.write(render.to_csv(table))
+        emit(render.to_csv(table))
     else:
-        print(render.to_text(table, max_rows=args.max_rows))
+        emit(render.to_text(table, max_rows=args.max_rows) + "\n")
     return 0
+
+
+def emit(text: str) -> None:
+    """Write to stdout; a reader that stopped early (``| head``) is not an error."""
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # Python's documented recipe: point stdout at devnull so the flush at exit does not raise again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
 
 
 def ray_dataset(root: str, table: str, *, columns: list[str] | None = None, strict: bool = False) -> Any:

@@ -16,12 +16,13 @@ Exit status: 0, or 2 for a missing or unreachable store, a bad selection, or a c
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+
+from pipelines.query import add_retry_argument, open_root
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from pipelines.query import add_retry_argument
-
     p = sub.add_parser(
         "report",
         help="an HTML report with episode replay",
@@ -53,8 +54,10 @@ def run(args: argparse.Namespace) -> int:
 
     from automem.report import ReportConfig, write_report
     from automem.trajectory import StorageError
-    from pipelines.query import open_root
 
+    if os.path.isdir(args.out):
+        print(f"automem report: error: --out {args.out} is a folder; give a file name", file=sys.stderr)
+        return 2
     try:
         cfg = ReportConfig(
             by=args.by,

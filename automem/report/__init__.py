@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from automem.report.data import ReportConfig, build_payload
 from automem.report.html import render_html
 
 
-def write_report(root: str, out: str | Path, config: ReportConfig | None = None) -> dict:
-    """Build the report of the store at ``root`` and write it to ``out``, at most ``config.max_bytes`` long.
+def write_report(root: Any, out: str | Path, config: ReportConfig | None = None) -> dict:
+    """Build the report of the store at ``root`` (a folder, ``s3://...`` or a ``Storage``) and write it to
+    ``out``, at most ``config.max_bytes`` long.
 
     Returns:
         A summary: ``path``, ``bytes``, ``episodes`` (all the report covers), ``listed`` (rows in its episode

@@ -264,6 +264,50 @@ def test_paired_comparison_removes_seed_variance():
     assert unpaired.lo < 0 < unpaired.hi  # the same data, unpaired, cannot tell
 
 
+def _per_episode(seeds, progression):
+    """A per-episode table with every measure's counts at 1, and the given seeds and progression."""
+    import pyarrow as pa
+
+    from automem.diagnostics import MEASURES
+
+    n = len(seeds)
+    cols = {c: [1.0] * n for m in MEASURES for c in (m.num, m.den) if c}
+    return pa.table({**cols, "env_id": ["e"] * n, "seed": list(seeds), "progression": list(progression)})
+
+
+def test_pairing_uses_the_shared_seeds_and_counts_what_it_leaves_out():
+    from automem.diagnostics import compare_tables
+
+    rng = np.random.default_rng(3)
+    effect = rng.normal(0.5, 0.2, 40)  # games differ a lot by seed
+    a = _per_episode(range(40), effect)
+    b = _per_episode(range(39), effect[:39] + 0.05)  # B lacks one seed
+    r = {x["measure"]: x for x in compare_tables(a, b).to_pylist()}["progression"]
+    assert r["paired"] and (r["pairs"], r["n_a"], r["n_b"], r["dropped_a"], r["dropped_b"]) == (
+        39,
+        39,
+        39,
+        1,
+        0,
+    )
+    assert r["diff"] == pytest.approx(0.05) and r["verdict"] == "better"  # paired, the seed variance cancels
+    assert 0.049 < r["diff_lo"] <= r["diff_hi"] < 0.051
+
+
+def test_too_few_shared_seeds_compare_unpaired_on_every_episode():
+    from automem.diagnostics import compare_tables
+
+    few = compare_tables(_per_episode(range(10), [0.1] * 10), _per_episode(range(8, 18), [0.2] * 10))
+    r = few.to_pylist()[0]  # 2 shared seeds: fewer than MIN_PAIRS
+    assert not r["paired"] and (r["pairs"], r["shared_seeds"], r["n_a"], r["n_b"]) == (0, 2, 10, 10)
+    assert (r["dropped_a"], r["dropped_b"]) == (0, 0)
+    # 4 shared seeds, but they hold under half of B's 14 episodes: unpaired too.
+    thin = compare_tables(_per_episode(range(4), [0.1] * 4), _per_episode(range(14), [0.2] * 14)).to_pylist()[
+        0
+    ]
+    assert not thin["paired"] and thin["shared_seeds"] == 4 and thin["n_b"] == 14
+
+
 # -- the whole store, grouped ------------------------------------------------------------------------------------
 
 
