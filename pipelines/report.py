@@ -79,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     print(
         f"wrote {info['path']} ({info['bytes'] / 1e6:.2f} MB): {info['episodes']} episodes, "
-        f"{info['listed']} in the table, {info['replayed']} in the replay"
+        f"{info['replayed']} in the replay, {info['listed']} in the episode table"
     )
     for note in info["notes"]:
         print(f"note: {note}")

@@ -81,7 +81,7 @@ def test_caps_sample_the_replay_and_say_so(tmp_path, capsys):
         main(["report", str(tmp_path), "--out", str(out), "--episodes", "run1/ep-01,ep-02", "--by", "env"])
         == 0
     )
-    assert "2 episodes, 2 in the table, 2 in the replay" in capsys.readouterr().out
+    assert "2 episodes, 2 in the replay, 2 in the episode table" in capsys.readouterr().out
     data = _data(out.read_text())
     assert sorted(r["id"] for r in data["replay"]) == ["run1/ep-01", "run1/ep-02"]
     assert [g["label"] for g in data["groups"]] == ["corridor-v0"]
@@ -114,7 +114,7 @@ def test_the_size_cap_holds_for_the_whole_page_and_the_page_says_what_it_sampled
     assert len(data_["plots"]["progression"]["s0 / m"]) == 20
     assert any("progression plot draws a random sample of 20" in n for n in data_["notes"])
     assert 0 < len(data_["replay"]) < 60 and any("left out of the replay" in n for n in data_["notes"])
-    assert f"{listed} in the table" in printed and "note: The episode table lists" in printed
+    assert f"{listed} in the episode table" in printed and "note: The episode table lists" in printed
     # A cap below the page without any episode is refused, with the size it would need.
     assert main(["report", str(tmp_path), "--out", str(tmp_path / "tiny.html"), "--max-mb", "0.01"]) == 2
     assert "raise --max-mb" in capsys.readouterr().err and not (tmp_path / "tiny.html").exists()
