@@ -20,6 +20,36 @@ from typing import Any
 _IDS_HINT = "see `automem env list`"
 
 
+def _seed(text: str) -> int:
+    """An argparse type: a seed under the envs' contract (an int in [0, 2**64), ``check_seed``)."""
+    from automem.envs.base import check_seed
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    try:
+        check_seed(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return value
+
+
+def _count(minimum: int):
+    """An argparse type: an int of at least ``minimum``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        return value
+
+    return parse
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``env`` command and its sub-commands to the top-level parser."""
     p = sub.add_parser(
@@ -38,8 +68,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "and print the last observation with its progression and step.",
     )
     show.add_argument("env_id", metavar="ID", help="environment id (" + _IDS_HINT + ")")
-    show.add_argument("--seed", type=int, required=True, help="episode seed")
-    show.add_argument("--steps", type=int, default=0, help="random actions to take first (default 0)")
+    show.add_argument("--seed", type=_seed, required=True, help="episode seed, an integer in [0, 2**64)")
+    show.add_argument("--steps", type=_count(0), default=0, help="random actions to take first (default 0)")
     show.add_argument("--actions", action="store_true", help="also print the action list")
     play = esub.add_parser(
         "play",
@@ -48,9 +78,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "actions, 'q' quits.",
     )
     play.add_argument("env_id", metavar="ID", help="environment id (" + _IDS_HINT + ")")
-    play.add_argument("--seed", type=int, default=None, help="episode seed (random when left out)")
+    play.add_argument(
+        "--seed", type=_seed, default=None, help="episode seed in [0, 2**64) (random when left out)"
+    )
     for q in (show, play):
-        q.add_argument("--max-steps", type=int, default=None, help="override the step cap")
+        q.add_argument("--max-steps", type=_count(1), default=None, help="override the step cap (at least 1)")
     p.set_defaults(func=run)
 
 
@@ -64,7 +96,10 @@ def _list(args: argparse.Namespace) -> int:
 
     specs = list_envs()
     if args.json:
-        print(json.dumps([{"id": s.id, "description": s.description, "kwargs": s.kwargs} for s in specs]))
+        listed = [
+            {"id": s.id, "description": s.description, "kwargs": s.kwargs, "test": s.is_test} for s in specs
+        ]
+        print(json.dumps(listed))
         return 0
     width = max(len(s.id) for s in specs)
     for s in specs:
@@ -78,7 +113,7 @@ def _make(args: argparse.Namespace) -> Any:
     kwargs = {} if args.max_steps is None else {"max_steps": args.max_steps}
     try:
         return make_env(args.env_id, **kwargs)
-    except UnknownEnvError as exc:
+    except (UnknownEnvError, ValueError) as exc:  # an unknown id, or settings the env refuses
         print(f"automem env: {exc}", file=sys.stderr)
         return None
 

@@ -4,7 +4,7 @@
 only when an environment is made.
 """
 
-from automem.envs.base import ActionSpec, InvalidActionError, TextEnv, validate_action
+from automem.envs.base import ActionSpec, InvalidActionError, TextEnv, check_seed, validate_action
 from automem.envs.registry import EnvSpec, UnknownEnvError, list_envs, make_env
 
 __all__ = [
@@ -13,6 +13,7 @@ __all__ = [
     "InvalidActionError",
     "TextEnv",
     "UnknownEnvError",
+    "check_seed",
     "list_envs",
     "make_env",
     "validate_action",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -16,6 +17,28 @@ class ActionSpec:
 
 class InvalidActionError(ValueError):
     """Raised by ``TextEnv.step`` for an action that is neither a known name nor an index in range."""
+
+
+SEED_LIMIT = 2**64
+"""Seeds are ints in ``[0, SEED_LIMIT)``: NetHack's RNG seeds are unsigned 64-bit (NLE raises a pybind
+``TypeError`` outside that range), and Gymnasium rejects negative seeds too. Every env applies the same rule
+(``check_seed``), so a seed that works for one game works for all."""
+
+
+def check_seed(seed: object) -> int | None:
+    """``seed`` as an int, or None for a random episode; the contract every ``TextEnv.reset`` applies.
+
+    Raises:
+        ValueError: ``seed`` is not an integer (bools are not seeds) or lies outside ``[0, 2**64)``.
+    """
+    if seed is None:
+        return None
+    if isinstance(seed, bool) or not hasattr(type(seed), "__index__"):
+        raise ValueError(f"seed must be an integer or None, not {seed!r}")
+    value = operator.index(seed)  # type: ignore[arg-type]
+    if not 0 <= value < SEED_LIMIT:
+        raise ValueError(f"seed must be in [0, 2**64), got {value}")
+    return value
 
 
 @runtime_checkable
@@ -34,7 +57,11 @@ class TextEnv(Protocol):
         ...
 
     def reset(self, *, seed: int | None = None) -> tuple[str, dict[str, Any]]:
-        """Start an episode; the same seed gives the same observations, byte for byte."""
+        """Start an episode; the same seed gives the same observations, byte for byte.
+
+        Raises:
+            ValueError: ``seed`` breaks the seed contract (``check_seed``).
+        """
         ...
 
     def step(self, action: str | int) -> tuple[str, float, bool, bool, dict[str, Any]]:
@@ -57,7 +84,8 @@ def validate_action(actions: list[ActionSpec], action: str | int) -> int | None:
     if isinstance(action, int):
         return action if 0 <= action < len(actions) else None
     text = str(action).strip().lower()
-    if text.isdigit():
+    # ASCII only: str.isdigit() is also true for "²" (which int() rejects) and other scripts' digits.
+    if text.isascii() and text.isdigit():
         index = int(text)
         return index if index < len(actions) else None
     for i, spec in enumerate(actions):

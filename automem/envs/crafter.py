@@ -17,7 +17,7 @@ import collections
 import os
 from typing import Any
 
-from automem.envs.base import ActionSpec, InvalidActionError, validate_action
+from automem.envs.base import ActionSpec, InvalidActionError, check_seed, validate_action
 from automem.envs.crafter_text import ACHIEVEMENTS, describe
 from automem.envs.registry import remake
 
@@ -169,10 +169,15 @@ class CrafterTextEnv:
         """Start an episode on the world generated from ``seed`` (random when None).
 
         The world is the one ``crafter.Env(seed=seed).reset()`` generates first, whatever happened before.
+
+        Raises:
+            ValueError: ``seed`` is not an int in ``[0, 2**64)`` (``check_seed``, the same rule as every env's,
+                although Crafter itself would take any int).
         """
+        seed = check_seed(seed)
         if seed is None:
             seed = int.from_bytes(os.urandom(4), "little") % (2**31 - 1)
-        self._seed = int(seed)
+        self._seed = seed
         env = self._env
         env._seed = self._seed
         env._episode = 0  # crafter seeds each world from (seed, episode number)

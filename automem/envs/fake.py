@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from automem.envs.base import ActionSpec, InvalidActionError, validate_action
+from automem.envs.base import ActionSpec, InvalidActionError, check_seed, validate_action
 
 
 class CorridorEnv:
@@ -42,6 +42,7 @@ class CorridorEnv:
         return {"progression": self._pos / (self.length - 1), "step": self._steps, "position": self._pos}
 
     def reset(self, *, seed: int | None = None) -> tuple[str, dict[str, Any]]:
+        seed = check_seed(seed)  # the same seed contract as the real games
         self._seed = seed
         self._pos = 0 if seed is None else seed % 2
         self._steps = 0

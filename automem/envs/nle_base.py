@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from automem.envs.base import ActionSpec, InvalidActionError, validate_action
+from automem.envs.base import ActionSpec, InvalidActionError, check_seed, validate_action
 from automem.envs.nethack_actions import action_set
 from automem.envs.nethack_text import decode, render
 from automem.envs.registry import remake
@@ -77,10 +77,15 @@ class NLETextEnv:
         return list(self._actions)
 
     def reset(self, *, seed: int | None = None) -> tuple[str, dict[str, Any]]:
-        """Start a game from ``seed`` (random when None); the same seed gives the same game."""
+        """Start a game from ``seed`` (random when None); the same seed gives the same game.
+
+        Raises:
+            ValueError: ``seed`` is not an int in ``[0, 2**64)`` (``check_seed``; NetHack's seeds are 64-bit).
+        """
+        seed = check_seed(seed)
         if seed is None:
             seed = int.from_bytes(os.urandom(4), "little") % (2**31 - 1)
-        self._seed = int(seed)
+        self._seed = seed
         self._seed_nle(self._seed)
         obs, info = self._reset_nle()
         self._steps = 0

@@ -13,6 +13,9 @@ from typing import Any
 
 from automem.envs.base import TextEnv
 
+TEST_TAG = "[test]"
+"""How the description of a test-only environment starts (``EnvSpec.is_test``)."""
+
 
 @dataclass(frozen=True)
 class EnvSpec:
@@ -30,6 +33,11 @@ class EnvSpec:
     entry_point: str
     description: str
     kwargs: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_test(self) -> bool:
+        """A fake for tests and benchmarks, not a game to evaluate on (its description starts with ``[test]``)."""
+        return self.description.startswith(TEST_TAG)
 
 
 class UnknownEnvError(KeyError):
@@ -98,10 +106,12 @@ def remake(env_id: str, kwargs: dict[str, Any]) -> TextEnv:
 
 # --- The registered environments ------------------------------------------------------------------------------
 
+# A test fake, registered because tests, benchmarks and synthetic diagnostics make it by id; its description
+# starts with TEST_TAG so that listings mark it as no game to evaluate on.
 register(
     "corridor-v0",
     "automem.envs.fake:CorridorEnv",
-    "a five-cell corridor for tests (no game package needed)",
+    f"{TEST_TAG} a five-cell corridor for tests and benchmarks (no game package needed)",
 )
 register(
     "crafter-v0",

@@ -52,3 +52,57 @@ def test_play_ends_with_the_episode(monkeypatch, capsys):
     monkeypatch.setattr("builtins.input", lambda prompt="": "noop")
     assert main(["env", "play", "crafter-v0", "--seed", "1", "--max-steps", "3"]) == 0
     assert "Episode truncated after 3 steps" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("argv", "complaint"),
+    [
+        (["show", "nethack-v0", "--seed", "-5"], "argument --seed: seed must be in [0, 2**64), got -5"),
+        (["show", "minihack-mazewalk-9x9-v0", "--seed", str(2**64)], "argument --seed: seed must be in"),
+        (["show", "corridor-v0", "--seed", "x"], "argument --seed: 'x' is not an integer"),
+        (
+            ["show", "corridor-v0", "--seed", "1", "--max-steps", "0"],
+            "argument --max-steps: must be at least 1",
+        ),
+        (
+            ["show", "corridor-v0", "--seed", "1", "--steps", "-3"],
+            "argument --steps: must be at least 0, got -3",
+        ),
+        (["play", "corridor-v0", "--seed", "-1"], "argument --seed: seed must be in"),
+        (["play", "corridor-v0", "--max-steps", "-2"], "argument --max-steps: must be at least 1"),
+    ],
+)
+def test_bad_arguments_exit_2_with_a_clear_message(argv: list[str], complaint: str, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["env", *argv])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert complaint in err and "Traceback" not in err
+
+
+def test_settings_an_env_refuses_exit_2_without_a_traceback(monkeypatch, capsys):
+    def refuse(env_id, **kwargs):
+        raise ValueError("max_steps must be at least 1")
+
+    monkeypatch.setattr("automem.envs.make_env", refuse)
+    assert main(["env", "show", "corridor-v0", "--seed", "1"]) == 2
+    assert capsys.readouterr().err == "automem env: max_steps must be at least 1\n"
+
+
+def test_the_test_fake_is_marked_in_the_listing(capsys):
+    assert main(["env", "list"]) == 0
+    lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()}
+    assert lines["corridor-v0"].split(None, 1)[1].startswith("[test] ")
+    assert not any("[test]" in line for env_id, line in lines.items() if env_id != "corridor-v0")
+    assert main(["env", "list", "--json"]) == 0
+    listed = {e["id"]: e["test"] for e in json.loads(capsys.readouterr().out)}
+    assert listed["corridor-v0"] is True and sum(listed.values()) == 1
+
+
+def test_play_reports_a_unicode_digit_as_an_invalid_action(monkeypatch, capsys):
+    answers = iter(["²", "١", "1", "q"])
+    monkeypatch.setattr("builtins.input", lambda prompt="": next(answers))
+    assert main(["env", "play", "corridor-v0", "--seed", "0"]) == 0
+    out = capsys.readouterr().out
+    assert "! invalid action '²'" in out and "! invalid action '١'" in out
+    assert "[step 1, progression 0.250]" in out  # "1" (right) was taken, the other two were not
