@@ -2,8 +2,21 @@
 
 BALROG names NLE's actions by words (``north``, ``far east``, ``pickup``, ``esc``...) and exposes a fixed subset:
 79 for NetHack, 33 for MiniHack (only those a task's action set contains). The names are BALROG's, so results
-stay comparable (but for the digits, see below); the descriptions are ours. Each description ends with the key the action types, because NetHack
-reads the same keys as answers: at ``What do you want to eat? [fg]``, the action whose key is ``f`` picks item f.
+stay comparable (but for the digits, see below); the descriptions are ours. Each description ends with the key
+the action types, because NetHack reads the same keys as answers: at ``What do you want to eat? [fg]``, the
+action whose key is ``f`` picks item f.
+
+Decision on MiniHack's small action set (kept as BALROG's, for comparable numbers): the Quest tasks offer 32 of
+the 85 keys their game reads, with no ``esc`` and no key for most item letters (f, g, d... type nothing here), so
+an item there can be unreachable: ``What do you want to eat? [d or ?*]``. BALROG passes such a question to its
+agent, which gets out only by typing Enter (``more``), NetHack's "never mind"; every other key is refused as an
+answer ("You don't have that object.") and the question comes back. Here the env cancels a question that no
+action can answer at all (``nle_base``) and says so in the message; a question with some answers typeable stays
+open, and ``more`` still cancels it. Adding ``esc`` and letter actions would let the agent use every item, at the
+price of numbers no longer comparable with BALROG's (its Quest agents cannot either). Seen here too: with
+nle 1.3.0's default ``allow_all_modes=False``, NLE declines every menu, so ``pickup`` on the Quest's start square
+(a wand and a horn: a "Pick up what?" menu) picks up nothing; whether BALROG's NLE fork does the same is not
+checked here.
 """
 
 from __future__ import annotations
@@ -26,7 +39,11 @@ _TABLE.update(
         "up": ("MiscDirection", "UP", "climb the staircase or ladder up you stand on"),
         "down": ("MiscDirection", "DOWN", "go down the staircase or ladder you stand on"),
         "wait": ("MiscDirection", "WAIT", "rest one turn"),
-        "more": ("MiscAction", "MORE", "show the rest of a message that ends with --More--"),
+        "more": (
+            "MiscAction",
+            "MORE",
+            "show the rest of a message that ends with --More--; at a question, Enter means never mind",
+        ),
         "annotate": ("Command", "ANNOTATE", "write a note about this level"),
         "apply": ("Command", "APPLY", "use a tool (pick-axe, key, lamp, horn...)"),
         "call": ("Command", "CALL", "give a name to a monster, an object or a kind of object"),

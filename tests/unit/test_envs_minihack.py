@@ -16,6 +16,7 @@ import pytest
 
 from automem.envs import make_env
 from automem.envs.minihack import boxoban_levels
+from automem.envs.nle_base import question_choices
 
 _BACK_TO_BOXOBAN = str.maketrans({"`": "$", "{": ".", ".": " "})
 
@@ -91,8 +92,119 @@ def test_a_positive_reward_is_not_a_success():
         assert env._progression(env._obs, status.RUNNING) == 0.0
         assert env._progression(env._obs, status.DEATH) == 0.0
         assert env._progression(env._obs, status.TASK_SUCCESSFUL) == 1.0
+        # The real thing: on this level one push east puts a boulder onto a fountain (three remain).
+        obs, _ = env.reset(seed=6)
+        assert "- boulder: 1 step east" in obs and "- fountain: 2 steps east" in obs
+        _, reward, terminated, truncated, info = env.step("east")
+        assert reward > 0 and not terminated and not truncated
+        assert info["success"] is False and info["progression"] == 0.0 and info["end_status"] == "RUNNING"
     finally:
         env.close()
+
+
+@pytest.mark.parametrize("env_id", ["minihack-boxoban-medium-v0", "minihack-boxoban-hard-v0"])
+def test_boxoban_lists_all_four_boulders_and_fountains(env_id: str):
+    env = make_env(env_id)
+    try:
+        for seed in (1, 3):
+            obs, _ = env.reset(seed=seed)
+            level = _level_on_screen(obs)
+            lines = obs.splitlines()
+            assert sum(line.startswith("- boulder: ") for line in lines) == level.count("$") == 4
+            assert sum(line.startswith("- fountain: ") for line in lines) == level.count(".") == 4
+    finally:
+        env.close()
+
+
+def test_a_won_episode_ends_on_the_last_game_state_not_the_quit_screen():
+    env = make_env("minihack-mazewalk-9x9-v0")
+    try:
+        env.reset(seed=3)  # the stairs down are one step west
+        obs, reward, terminated, truncated, info = env.step("west")
+        assert terminated and not truncated and info["end_status"] == "TASK_SUCCESSFUL" and info["success"]
+        lines = obs.splitlines()
+        assert lines[1] == "Episode ended: the task is done (success)."
+        assert any(line.startswith("Status: HP 12/12,") and "dungeon level 1" in line for line in lines)
+        assert "Position: x=37, y=13." in obs and info["player_pos"] == [37, 13]
+        assert "edge of the map" not in obs and "quit in The Dungeons of Doom" not in obs
+        assert "@" in obs.split("Map:\n", 1)[1]
+    finally:
+        env.close()
+
+
+def test_a_death_ends_on_the_fatal_screen_with_its_messages():
+    env = make_env("minihack-corridorbattle-dark-v0", max_steps=200)
+    try:
+        env.reset(seed=0)
+        rng = random.Random(0)
+        for _ in range(env.max_steps):  # this random walk is killed by a giant rat at step 104
+            obs, reward, terminated, truncated, info = env.step(rng.randrange(len(env.actions)))
+            if terminated or truncated:
+                break
+        assert terminated and info["end_status"] == "DEATH" and not info["success"]
+        lines = obs.splitlines()
+        assert lines[0] == "Message: The giant rat bites! You die..."
+        assert lines[1] == "Episode ended: you died."
+        assert "- giant rat: 1 step southeast" in lines
+        assert any(line.startswith("Status: HP 0/16,") and "dungeon level 1" in line for line in lines)
+        assert "Killed by" not in obs and info["player_pos"] != [0, 0]
+    finally:
+        env.close()
+
+
+def test_the_step_cap_says_the_episode_ended():
+    env = make_env("minihack-quest-easy-v0", max_steps=2)
+    try:
+        env.reset(seed=1)
+        assert "Episode ended" not in env.step("wait")[0]
+        obs, _, terminated, truncated, _ = env.step("wait")
+        assert truncated and not terminated
+        assert obs.splitlines()[1] == "Episode ended: the step cap of 2 actions was reached."
+    finally:
+        env.close()
+
+
+def test_a_question_no_action_can_answer_is_cancelled():
+    # A Valkyrie's food ration is item d; no MiniHack action types 'd', so "eat" could never be answered.
+    auto = make_env("minihack-quest-easy-v0", character="val-hum-neu-fem")
+    raw = make_env("minihack-quest-easy-v0", character="val-hum-neu-fem", auto_more=False)
+    try:
+        for env in (auto, raw):
+            obs, _ = env.reset(seed=1)
+            assert "d: an uncursed food ration" in obs
+        obs, *_ = auto.step("eat")
+        assert obs.splitlines()[0] == (
+            "Message: What do you want to eat? [d or ?*] (no action types any of these answers, so the question "
+            "was cancelled) Never mind."
+        )
+        _, _, _, _, info = auto.step("east")  # the game is back on the map: east moves
+        assert info["player_pos"][0] == auto.reset(seed=1)[1]["player_pos"][0] + 1
+        # Left open (BALROG's way), every key but Enter is refused as an answer and the question comes back.
+        assert raw.step("eat")[0].splitlines()[0] == "Message: What do you want to eat? [d or ?*]"
+        assert raw.step("east")[0].splitlines()[0].endswith("What do you want to eat? [d or ?*]")
+        assert raw.step("more")[0].splitlines()[0] == "Message: Never mind."
+    finally:
+        auto.close()
+        raw.close()
+
+
+def test_a_question_with_a_typeable_answer_stays_open():
+    env = make_env("minihack-quest-medium-v0")  # a Knight: apples g, carrots h; 'h' is west's key
+    try:
+        env.reset(seed=2)
+        assert env.step("eat")[0].splitlines()[0] == "Message: What do you want to eat? [gh or ?*]"
+        assert env.step("west")[0].splitlines()[0] == "Message: This carrot is delicious!"
+    finally:
+        env.close()
+
+
+def test_question_choices():
+    assert question_choices("What do you want to zap? [f or ?*]") == {"f"}
+    assert question_choices("What do you want to wield? [- a-c f or ?*]") == {"-", "a", "b", "c", "f"}
+    assert question_choices("Really attack the guard? [yn] (n)") == {"y", "n"}
+    assert question_choices("What do you want to eat? [?*]") == set()
+    assert question_choices("You see here a [broken] wand.") is None
+    assert question_choices("Hello.") is None
 
 
 @pytest.mark.parametrize(

@@ -83,12 +83,17 @@ def test_no_progress_timeout_truncates():
         e.reset(seed=2)
         ended = None
         for _ in range(10):
-            _, _, terminated, truncated, info = e.step("inventory")  # a menu: the game clock stands still
+            obs, _, terminated, truncated, info = e.step("inventory")  # a menu: the game clock stands still
             if terminated or truncated:
                 ended = (terminated, truncated)
                 break
         assert ended == (False, True)
         assert info["end_status"] == "ABORTED"
+        # NLE quits an aborted game; the last observation is still the game, not the quit screen.
+        lines = obs.splitlines()
+        assert lines[1] == "Episode ended: the game stopped it: no progress for too long."
+        assert any(line.startswith("Status: HP 13/13,") and "dungeon level 1" in line for line in lines)
+        assert info["player_pos"] != [0, 0] and info["depth"] == 1
     finally:
         e.close()
 
