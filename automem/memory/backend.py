@@ -12,9 +12,21 @@ import tempfile
 from pathlib import Path
 from typing import Protocol
 
-from automem.memory.paths import PathViolation, check_name, resolve
+from automem.memory.paths import TEMP_PREFIX, PathViolation, check_name, resolve
 
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+# Opening a FIFO planted between our lstat and open would block for a writer; non-blocking, it cannot.
+_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
+
+
+def _refuse_shared(name: str, st: os.stat_result) -> None:
+    """Refuse a regular file with more than one hard link.
+
+    A hard link planted in the root makes a file outside it reachable under a memory name (and unlike a
+    symlink, ``lstat`` cannot tell which name is the "real" one), so every operation refuses such a file.
+    """
+    if st.st_nlink > 1:
+        raise PathViolation(f"{name!r} has {st.st_nlink} hard links; a memory file may have only one")
 
 
 class FileBackend(Protocol):
@@ -78,7 +90,8 @@ class DictBackend:
 
 
 class DiskBackend:
-    """Files in a real directory. Every access re-checks the path and opens with ``O_NOFOLLOW``."""
+    """Files in a real directory. Every access re-checks the path and opens with ``O_NOFOLLOW``; a file opened
+    is checked again on its descriptor (regular, one hard link), so a swap after the check is caught too."""
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
@@ -93,6 +106,7 @@ class DiskBackend:
             raise PathViolation(f"{name!r} is a folder")
         if not stat.S_ISREG(st.st_mode):
             raise PathViolation(f"{name!r} is not a regular file")
+        _refuse_shared(name, st)
 
     def _path(self, name: str) -> Path:
         return resolve(self.root, name)
@@ -106,16 +120,30 @@ class DiskBackend:
     def version(self, name: str) -> object | None:
         # A write replaces the inode and an append changes the size, so this also notices edits made by others.
         st = os.lstat(self._path(name))
+        if not stat.S_ISREG(st.st_mode):
+            raise PathViolation(f"{name!r} is not a regular file")
+        _refuse_shared(name, st)  # before a cached copy is served
         return (st.st_ino, st.st_size, st.st_mtime_ns)
 
+    def _open(self, name: str, flags: int, mode: int = 0o644) -> int:
+        """Open without following links, then check what was opened: a regular file with one link."""
+        fd = os.open(self._path(name), flags | _NOFOLLOW | _NONBLOCK, mode)
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise PathViolation(f"{name!r} is not a regular file")
+            _refuse_shared(name, st)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
     def read(self, name: str) -> str:
-        fd = os.open(self._path(name), os.O_RDONLY | _NOFOLLOW)
-        with os.fdopen(fd, "rb") as f:
+        with os.fdopen(self._open(name, os.O_RDONLY), "rb") as f:
             return f.read().decode(errors="replace")
 
     def read_tail_bytes(self, name: str, max_bytes: int) -> str:
-        fd = os.open(self._path(name), os.O_RDONLY | _NOFOLLOW)
-        with os.fdopen(fd, "rb") as f:
+        with os.fdopen(self._open(name, os.O_RDONLY), "rb") as f:
             size = f.seek(0, os.SEEK_END)
             f.seek(max(0, size - max_bytes))
             return f.read().decode(errors="ignore")
@@ -130,7 +158,7 @@ class DiskBackend:
         path = self._path(name)
         self._mkparents(path)
         # Write a temp file and rename over the target: atomic, and a rename replaces a link, never follows it.
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=TEMP_PREFIX)
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(text.encode())
@@ -143,7 +171,7 @@ class DiskBackend:
     def append(self, name: str, text: str) -> None:
         path = self._path(name)
         self._mkparents(path)
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | _NOFOLLOW, 0o644)
+        fd = self._open(name, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
         with os.fdopen(fd, "ab") as f:
             f.write(text.encode())
 
@@ -156,8 +184,9 @@ class DiskBackend:
             dirnames[:] = sorted(d for d in dirnames if not os.path.islink(os.path.join(dirpath, d)))
             for fn in filenames:
                 full = os.path.join(dirpath, fn)
-                if fn.startswith(".tmp-") or not stat.S_ISREG(os.lstat(full).st_mode):
-                    continue  # links and specials are never memory files
+                st = os.lstat(full)
+                if fn.startswith(TEMP_PREFIX) or not stat.S_ISREG(st.st_mode) or st.st_nlink > 1:
+                    continue  # links (symbolic or hard) and specials are never memory files
                 rel = os.path.relpath(full, self.root).replace(os.sep, "/")
                 try:
                     check_name(rel)

@@ -7,9 +7,14 @@ A memory turn is one operation per line, ended by ``DONE``::
     DONE
 
 Arguments are separated by spaces; a ``word`` argument with spaces is written in double quotes (JSON escapes,
-so ``\\n`` is a newline); the last ``text`` argument is the rest of the line (quotes optional). The parser is
-tolerant of what small models write (any case, extra spaces, code fences, list bullets, a missing ``DONE`` at the
-end); each line it cannot read becomes a ``parse`` error result with a one-line hint, never an exception.
+so ``\\n`` is a newline). The last ``text`` argument is the rest of the line, taken verbatim, quotes and
+backslashes included. A text that starts with a double quote is read as JSON: one whole string (``"a\\nb"``) is
+unquoted, which is how a multi-line text is written, and an unterminated one is a parse error. The grammar never
+starts a text with a quote, so every string it allows parses as written.
+
+The parser is tolerant of what small models write (any case, runs of spaces or tabs, code fences, list bullets,
+``**bold**`` or `` `code` `` around a line or the operation name, a missing ``DONE`` at the end); each line it
+cannot read becomes a ``parse`` error result with a one-line hint, never an exception.
 
 ``turn_regex`` builds, from the enabled operations, file names and quotas, a regular expression that vLLM's
 structured outputs enforce; every string it matches parses with no error (a property test checks this).
@@ -25,6 +30,9 @@ from automem.memory.ops import REGISTRY, OpSpec
 from automem.memory.results import OpResult, error
 
 END_MARKERS = ("DONE", "END")
+# Only ASCII blanks separate arguments: str.isspace() also takes U+0085, U+00A0, U+2028 and others, which would
+# silently drop a hostile character from a name instead of letting the name check refuse it.
+_SPACE = " \t\r\f\v"
 _BULLET = re.compile(r"^([-*•]\s+|\d{1,2}[.)]\s+|>\s*)")
 _LOOKS_LIKE_FILE = re.compile(r"^[\w./-]+\.\w{1,8}$|/")
 
@@ -46,15 +54,21 @@ def _hint(enabled: list[str] | None) -> str:
     return f"each line must be one operation ({names}) or DONE"
 
 
-def _tokens(s: str) -> list[tuple[str, int, int]]:
-    """Split ``s`` into (value, start, end); a token starting with a double quote is a JSON string."""
+def _tokens(s: str, limit: int | None = None) -> list[tuple[str, int, int]]:
+    """Split ``s`` into (value, start, end); a token starting with a double quote is a JSON string.
+
+    Stops after ``limit`` tokens: what follows is a free-text argument, which is never tokenized.
+    """
     out: list[tuple[str, int, int]] = []
     i, n = 0, len(s)
     decoder = json.JSONDecoder()
     while i < n:
-        if s[i].isspace():
+        if s[i] in _SPACE:
             i += 1
             continue
+        if limit is not None and len(out) >= limit:
+            out.append(("", i, n))  # a marker: the rest starts here
+            break
         if s[i] == '"':
             try:
                 value, end = decoder.raw_decode(s, i)
@@ -64,7 +78,7 @@ def _tokens(s: str) -> list[tuple[str, int, int]]:
             i = end
         else:
             j = i
-            while j < n and not s[j].isspace():
+            while j < n and s[j] not in _SPACE:
                 j += 1
             out.append((s[i:j], i, j))
             i = j
@@ -72,19 +86,53 @@ def _tokens(s: str) -> list[tuple[str, int, int]]:
 
 
 def _rest(s: str) -> str:
-    """A trailing text argument: one whole quoted string is unquoted, anything else is taken literally."""
+    """A trailing text argument: one whole quoted string is unquoted, anything else is taken literally.
+
+    Only a text that *starts* with a double quote is read as JSON, and one whose opening string is unterminated
+    or malformed is refused (a model that opened a quote and broke the line meant something else); quotes and
+    backslashes anywhere after the first character are plain text.
+    """
     s = s.strip()
-    if len(s) >= 2 and s[0] == '"':
+    if s[:1] == '"':
         try:
             value, end = json.JSONDecoder().raw_decode(s)
-        except json.JSONDecodeError:
-            return s
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"unterminated or malformed quoted text: {exc.msg}") from None
         if end == len(s) and isinstance(value, str):
             return value
     return s
 
 
+def _unwrap(s: str) -> str:
+    """Strip what small models put around a whole line: `` `inline code` `` and ``**bold**`` (or ``__``)."""
+    while len(s) > 1:
+        if s[0] == "`" and s[-1] == "`":
+            s = s[1:-1].strip()
+        elif len(s) > 4 and s[:2] in ("**", "__") and s[-2:] == s[:2]:
+            s = s[2:-2].strip()
+        else:
+            break
+    return s
+
+
+def _split_head(s: str) -> tuple[str, str]:
+    """The operation word and the rest of the line, split at the first run of whitespace (tabs included)."""
+    for i, c in enumerate(s):
+        if c in _SPACE:
+            return s[:i], s[i:].lstrip(_SPACE)
+    return s, ""
+
+
 def _parse_args(spec: OpSpec, rest: str) -> list[str]:
+    text_at = next((i for i, a in enumerate(spec.args) if a.kind == "text"), None)
+    if text_at is not None:
+        # Tokenize only the arguments before the free text; the text is the rest of the line, verbatim, so
+        # a stray quote or backslash in it (which the grammar allows) is never read as a JSON string.
+        toks = _tokens(rest, limit=text_at)
+        args = [value for value, _, _ in toks[:text_at]]
+        if len(toks) > text_at:
+            args.append(_rest(rest[toks[text_at][1] :]))
+        return args
     toks = _tokens(rest)
     if spec.name == "SEARCH" and len(toks) >= 2:
         last, start, _ = toks[-1]
@@ -95,17 +143,9 @@ def _parse_args(spec: OpSpec, rest: str) -> list[str]:
             pattern = toks[0][0] if len(toks) == 2 else rest[: toks[-1][1]].strip()
             return [pattern, last]
         return [_rest(rest)]
-    args: list[str] = []
-    for i, a in enumerate(spec.args):
-        if i >= len(toks):
-            break
-        if a.kind == "text":
-            args.append(_rest(rest[toks[i][1] :]))
-            return args
-        args.append(toks[i][0])
     if len(toks) > len(spec.args):
-        raise ValueError(f"too many arguments; usage: {spec.signature}")
-    return args
+        raise ValueError("too many arguments")
+    return [value for value, _, _ in toks]
 
 
 def parse(text: str, enabled: list[str] | tuple[str, ...] | None = None) -> list[Parsed]:
@@ -126,18 +166,18 @@ def parse(text: str, enabled: list[str] | tuple[str, ...] | None = None) -> list
         if not s or s.startswith("```"):
             continue
         s = _BULLET.sub("", s).strip()
-        if len(s) > 1 and s[0] == "`" and s[-1] == "`":  # an inline-code line
-            s = s[1:-1].strip()
+        s = _unwrap(s)
         if not s:
             continue
-        head, _, rest = s.partition(" ")
-        word = head.rstrip(":").upper()
+        head, rest = _split_head(s)
+        name = head.rstrip(":").strip("*`").rstrip(":")  # LIST:, **LIST**, `LIST`:, **LIST:**
+        word = name.upper()
         if word.rstrip(".!") in END_MARKERS and not rest.strip():
             break
         spec = REGISTRY.get(word)
         if spec is None:
             # An all-caps first word reads as an attempt at an operation; anything else is prose.
-            kind = "unknown_op" if re.fullmatch(r"[A-Z_]{2,12}", head.rstrip(":")) else "parse"
+            kind = "unknown_op" if re.fullmatch(r"[A-Z_]{2,12}", name) else "parse"
             out.append(error(None, [], kind, f"cannot read {s[:60]!r}: {_hint(enabled_list)}", raw=line))
             continue
         try:
@@ -147,26 +187,50 @@ def parse(text: str, enabled: list[str] | tuple[str, ...] | None = None) -> list
     return out
 
 
+class _JsonInt(str):
+    """A JSON integer kept as its digits: ``int()`` of a 5,000-digit literal would exceed Python's limit."""
+
+
 def parse_json(text: str) -> list[Parsed]:
     """The machine form: a JSON array of ``{"op": NAME, "args": [strings]}``.
 
+    ``op`` is any case; ``args`` holds strings (integers are accepted and passed as their digits). An item
+    that is not such an object becomes a ``parse`` error result; its ``op`` is the upper-cased name when that
+    names a registered operation, else null (as for an unknown operation with well-formed arguments).
+
     Raises:
-        ValueError: the text is not such an array (a usage error, unlike a model's text).
+        ValueError: the text is not such an array, or is nested too deeply to read (a usage error, unlike a
+            model's text).
     """
-    data = json.loads(text)
+    try:
+        data = json.loads(text, parse_int=_JsonInt)
+    except RecursionError:
+        raise ValueError("the JSON is nested too deeply") from None
     if not isinstance(data, list):
         raise ValueError("expected a JSON array of {op, args} objects")
     out: list[Parsed] = []
     for item in data:
-        if not isinstance(item, dict) or not isinstance(item.get("op"), str):
-            out.append(error(None, [], "parse", "each item needs a string 'op'", raw=json.dumps(item)))
+        raw = _raw(item)
+        op = item.get("op") if isinstance(item, dict) else None
+        if not isinstance(op, str) or isinstance(op, _JsonInt):
+            out.append(error(None, [], "parse", "each item needs a string 'op'", raw=raw))
             continue
+        name = op.upper()
         args = item.get("args", [])
-        if not isinstance(args, list) or not all(isinstance(a, str | int) for a in args):
-            out.append(error(item["op"].upper(), [], "parse", "'args' must be a list of strings"))
+        if not isinstance(args, list) or not all(isinstance(a, str) for a in args):
+            known = name if name in REGISTRY else None
+            out.append(error(known, [], "parse", "'args' must be a list of strings", raw=raw))
             continue
-        out.append(ParsedOp(item["op"].upper(), [str(a) for a in args], raw=json.dumps(item)))
+        out.append(ParsedOp(name, [str(a) for a in args], raw=raw))
     return out
+
+
+def _raw(item: object) -> str:
+    """An item's JSON text for error results, bounded (an item may be huge or deeply nested)."""
+    try:
+        return json.dumps(item)[:200]
+    except (RecursionError, ValueError):
+        return "(unprintable item)"
 
 
 # -- constrained decoding ---------------------------------------------------------------------------------------

@@ -1,8 +1,10 @@
 """The memory operations: their signatures, semantics and help text, in one registry.
 
 Semantics (also rendered into prompts by ``render_help``):
-- Lines are 1-based and ranges inclusive. Patterns are case-insensitive literal substrings (no regex).
+- Lines are separated by ``\n`` only (no other character ends a line), 1-based, and ranges inclusive. Patterns
+  are case-insensitive literal substrings (no regex).
 - Files always end with a newline; WRITE, APPEND and UPSERT add it.
+- Numbers are ASCII digits, at most 9 of them. Every argument must be valid UTF-8 text.
 - CREATE on an existing file is an error; READ, TAIL, COUNT, REPLACE, UPSERT and DELETE on a missing file are
   errors; WRITE and APPEND create a missing file.
 - REPLACE replaces every occurrence, case-sensitively, and is an error when the old text is absent.
@@ -41,27 +43,46 @@ class OpSpec:
     read_only: bool
     help: str
     fn: Callable[..., OpResult]
+    usage: str | None = None  # the signature, where the default rendering would mislead
 
     @property
     def signature(self) -> str:
+        if self.usage:
+            return self.usage
         parts = [self.name]
         for a in self.args:
             parts.append(f"[{a.name}]" if a.optional else a.name)
         return " ".join(parts)
 
     def coerce(self, args: list[str]) -> list:
-        """Check the argument count and convert ints; raises ``OpFailed('bad_args')``."""
+        """Check the argument count and form and convert ints; raises ``OpFailed('bad_args')``."""
         required = sum(not a.optional for a in self.args)
         if not required <= len(args) <= len(self.args):
             raise OpFailed("bad_args", f"usage: {self.signature}")
         if self.name == "READ" and len(args) == 2:
-            raise OpFailed("bad_args", "READ takes both start and end, or neither")
+            raise OpFailed("bad_args", f"READ takes both start and end, or neither; usage: {self.signature}")
         values: list = []
         for spec, value in zip(self.args, args, strict=False):
+            if not isinstance(value, str):
+                raise OpFailed("bad_args", f"{spec.name} must be a string, got {type(value).__name__}")
+            if not value.isascii():
+                try:
+                    value.encode()
+                except UnicodeEncodeError:  # a lone surrogate: undecodable bytes, or a bad JSON escape
+                    raise OpFailed(
+                        "bad_args",
+                        f"argument {spec.name!r} is not valid UTF-8 (undecodable bytes or a lone surrogate)",
+                    ) from None
             if spec.kind == "int":
-                if not value.strip().isdigit() or int(value) < 1:
-                    raise OpFailed("bad_args", f"{spec.name} must be a positive integer, got {value!r}")
-                values.append(int(value))
+                # ASCII digits only: str.isdigit() also accepts '²' and other digits int() refuses, and a
+                # bound on the length keeps int() clear of Python's int-string conversion limit.
+                digits = value.strip()
+                if not _INT.fullmatch(digits) or int(digits) < 1:
+                    raise OpFailed(
+                        "bad_args",
+                        f"{spec.name} must be a positive integer (ASCII digits), got {value[:20]!r}",
+                    )
+                values.append(int(digits))
             elif spec.kind == "text" and "\x00" in value:
                 raise OpFailed("bad_args", "text contains a NUL character")
             else:
@@ -69,8 +90,21 @@ class OpSpec:
         return values
 
 
+_INT = re.compile(r"[0-9]{1,9}")
+# Keys become line prefixes: no control characters (NUL, newline, tab, C1), nothing that reads as the separator.
+_BAD_KEY = re.compile("[\x00-\x1f\x7f-\x9f:]")
+
+
 def _lines(text: str) -> list[str]:
-    return text.splitlines()
+    """The lines of a file: split on ``\n`` only, as SEARCH, COUNT and the index count them.
+
+    ``str.splitlines`` also splits on \\v, \\f, \\x1c-\\x1e, \\x85, \\u2028, \\u2029 and \\r, which made READ's line
+    numbers disagree with SEARCH's and made UPSERT rewrite those characters as newlines.
+    """
+    lines = text.split("\n")
+    if lines[-1] == "":
+        lines.pop()  # the newline that ends the last line does not start another
+    return lines
 
 
 def _norm_text(text: str) -> str:
@@ -112,7 +146,7 @@ def _count_lines(hay: str, needle: str) -> int:
 def _matches(text: str, hay: str, needle: str):
     """Yield (line number, line) for each line of ``text`` whose lower-cased form ``hay`` contains ``needle``."""
     if len(hay) != len(text):  # a few characters change length when lower-cased; go line by line
-        for i, line in enumerate(text.splitlines(), 1):
+        for i, line in enumerate(_lines(text), 1):
             if needle in line.lower():
                 yield i, line
         return
@@ -187,9 +221,11 @@ def _append(store: MemoryStore, name: str, text: str) -> OpResult:
 
 
 def _upsert(store: MemoryStore, name: str, key: str, text: str) -> OpResult:
+    if _BAD_KEY.search(key):  # before strip(), which would drop U+0085 and other non-ASCII blanks
+        raise OpFailed("bad_args", "key must be non-empty, without ':' or control characters")
     key = key.strip()
-    if not key or ":" in key or "\n" in key:
-        raise OpFailed("bad_args", "key must be non-empty, on one line, without ':'")
+    if not key:
+        raise OpFailed("bad_args", "key must be non-empty, without ':' or control characters")
     if "\n" in text.strip():
         raise OpFailed("bad_args", "UPSERT text must be one line")
     store.require_file(name)
@@ -234,22 +270,32 @@ _SPECS = [
         "READ",
         (F, N("start", "int", True), N("end", "int", True)),
         True,
-        "show a file, or lines start..end of it (1-based, inclusive)",
+        "show a file, or lines start..end of it (1-based, inclusive; give both or neither);"
+        " error if the file is missing",
         _read,
+        usage="READ file [start end]",
     ),
-    OpSpec("TAIL", (F, N("n", "int", True)), True, "show the last n lines of a file (default 10)", _tail),
+    OpSpec(
+        "TAIL",
+        (F, N("n", "int", True)),
+        True,
+        "show the last n lines of a file (default 10); error if the file is missing",
+        _tail,
+    ),
     OpSpec(
         "COUNT",
         (F, N("pattern", "text")),
         True,
-        "count the lines of a file that contain pattern (case-insensitive)",
+        "count the lines of a file that contain pattern (a literal, case-insensitive substring, not a"
+        " regex); error if the file is missing",
         _count,
     ),
     OpSpec(
         "SEARCH",
         (N("pattern", "word"), N("file|*", "scope", True)),
         True,
-        "show lines containing pattern (case-insensitive) in one file or all (*) as file:line: text;"
+        "show lines containing pattern (a literal, case-insensitive substring, not a regex) in one file"
+        " or all (*) as file:line: text;"
         " empty when nothing matches; quote a pattern with spaces",
         _search,
     ),
@@ -266,17 +312,19 @@ _SPECS = [
         "UPSERT",
         (F, N("key", "word"), N("text", "text")),
         False,
-        "set the line 'key: text', replacing the line with that key, else adding it",
+        "set the line 'key: text', replacing the line with that key, else adding it;"
+        " error if the file is missing",
         _upsert,
     ),
     OpSpec(
         "REPLACE",
         (F, N("old", "word"), N("new", "text")),
         False,
-        "replace every occurrence of old with new (case-sensitive; error if old is absent)",
+        "replace every occurrence of old with new (literal, case-sensitive); error if the file is missing"
+        " or old is absent",
         _replace,
     ),
-    OpSpec("DELETE", (F,), False, "remove a file", _delete),
+    OpSpec("DELETE", (F,), False, "remove a file; error if it is missing", _delete),
 ]
 
 REGISTRY: dict[str, OpSpec] = {s.name: s for s in _SPECS}

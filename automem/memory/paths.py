@@ -9,12 +9,21 @@ store, so a bad name becomes an error result for the model.
 from __future__ import annotations
 
 import os
+import re
 import stat
 from pathlib import Path
 
 MAX_NAME_CHARS = 128
 MAX_COMPONENT_CHARS = 64
 MAX_DEPTH = 4
+TEMP_PREFIX = ".tmp-"
+"""The store writes a file through a temp file named with this prefix; no memory-file name may start with it,
+so a memory file can never be mistaken for (and hidden as) a leftover temp file, nor the other way round."""
+
+# C0 and C1 controls and DEL (a terminal or a log viewer interprets them), the bidirectional formatting
+# characters (they make a name display as another, e.g. "txt.md" shown for "dm.txt"), and lone surrogates (not
+# encodable as UTF-8: the name cannot be written to disk or printed as JSON faithfully).
+_BAD_CHARS = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
 
 
 class PathViolation(ValueError):
@@ -32,14 +41,19 @@ def check_name(name: str) -> tuple[str, ...]:
 
     Raises:
         PathViolation: the name is empty, absolute, too long, too deep, or contains ``..``, ``.``, a backslash,
-            NUL or another control character.
+            NUL or another control character (C0 or C1), a bidirectional override, a lone surrogate, or a
+            component starting with the store's temp-file prefix ``.tmp-``.
     """
     if not name:
         raise PathViolation("empty file name")
     if len(name) > MAX_NAME_CHARS:
         raise PathViolation(f"file name longer than {MAX_NAME_CHARS} characters")
-    if any(ord(c) < 32 or ord(c) == 127 for c in name):
-        raise PathViolation("file name contains a control character")
+    bad = _BAD_CHARS.search(name)
+    if bad:
+        c = bad.group()
+        if "\ud800" <= c <= "\udfff":
+            raise PathViolation("file name is not valid UTF-8 text")
+        raise PathViolation(f"file name contains a control or bidirectional formatting character ({c!r})")
     if "\\" in name:
         raise PathViolation("file name contains a backslash; use / between folders")
     if name.startswith("/") or name.startswith("~"):
@@ -52,6 +66,10 @@ def check_name(name: str) -> tuple[str, ...]:
             raise PathViolation(f"file name has an empty, '.' or '..' component: {name!r}")
         if len(part) > MAX_COMPONENT_CHARS:
             raise PathViolation(f"a path component is longer than {MAX_COMPONENT_CHARS} characters")
+        if part[: len(TEMP_PREFIX)].lower() == TEMP_PREFIX:
+            raise PathViolation(
+                f"names starting with {TEMP_PREFIX!r} are reserved for the store's temp files"
+            )
     return parts
 
 

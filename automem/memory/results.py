@@ -18,6 +18,7 @@ ERROR_KINDS = (
     "not_found",  # REPLACE text that is not in the file
     "quota",  # over a size or count limit; nothing changed
     "limit",  # over the per-turn operation limit; not run
+    "internal",  # a bug in automem, caught so that it never escapes the store (report it)
 )
 
 
@@ -62,10 +63,32 @@ class OpResult:
         return f"[{head}]\n{body}"
 
 
+def printable(text: str) -> str:
+    """``text`` with any lone surrogate (undecodable input) shown as ``\\udcff``, so it encodes as UTF-8.
+
+    Error results echo what the model or user wrote; a lone surrogate there would make the JSON output and
+    the stored trajectory fail to encode.
+    """
+    if text.isascii():
+        return text
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode()
+    return text
+
+
 def error(op: str | None, args: list[str], kind: str, message: str, raw: str = "") -> OpResult:
-    """An error result of the given kind."""
+    """An error result of the given kind; echoed arguments and text are made encodable."""
     assert kind in ERROR_KINDS, kind
-    return OpResult(op=op, args=args, ok=False, error=message, error_kind=kind, raw=raw)
+    return OpResult(
+        op=op,
+        args=[printable(a) if isinstance(a, str) else repr(a) for a in args],
+        ok=False,
+        error=printable(message),
+        error_kind=kind,
+        raw=printable(raw),
+    )
 
 
 @dataclass(frozen=True)

@@ -119,7 +119,9 @@ class MemoryStore:
         budget = 4096
         while True:
             chunk = self.backend.read_tail_bytes(name, budget)
-            lines = chunk.splitlines()
+            lines = chunk.split("\n")  # "\n" only, as every operation counts lines
+            if lines[-1] == "":
+                lines.pop()
             if len(lines) > n or budget >= self.index[name].bytes:
                 return lines[-n:]
             budget *= 4
@@ -139,14 +141,14 @@ class MemoryStore:
     # -- execution ------------------------------------------------------------------------------------------
 
     def run_op(self, op: str, args: list[str]) -> OpResult:
-        """Run one operation by name with string arguments; never raises for bad input."""
+        """Run one operation by name with string arguments; never raises, whatever the input."""
         from automem.memory.ops import REGISTRY  # ops imports this module
 
-        spec = REGISTRY.get(op.upper())
+        spec = REGISTRY.get(op.upper()) if isinstance(op, str) else None
         if spec is None:
-            return error(None, args, "unknown_op", f"unknown operation {op!r}")
+            return error(None, list(args), "unknown_op", f"unknown operation {op!r}")
         try:
-            values = spec.coerce(args)
+            values = spec.coerce(list(args))
             result = spec.fn(self, *values)
         except OpFailed as exc:
             return error(spec.name, list(args), exc.kind, str(exc))
@@ -154,6 +156,8 @@ class MemoryStore:
             return error(spec.name, list(args), "path", str(exc))
         except OSError as exc:  # e.g. a file swapped for a folder behind our back
             return error(spec.name, list(args), "path", f"{type(exc).__name__}: {exc.strerror or exc}")
+        except Exception as exc:  # last line of defence: a bug must not crash the agent loop
+            return error(spec.name, list(args), "internal", f"internal error: {type(exc).__name__}: {exc}")
         result.op, result.args = spec.name, list(args)
         return self._cut(result)
 

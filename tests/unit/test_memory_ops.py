@@ -164,3 +164,118 @@ def test_help_text_documents_the_semantics():
         "every occurrence",
     ):
         assert needle in text
+
+
+def test_number_arguments_are_ascii_digits_of_bounded_length(store):
+    run1(store, "APPEND n.md one")
+    # '²' and '³' pass str.isdigit() but int() refuses them; 5,000 digits exceed Python's int-string limit.
+    for line in ("READ n.md ² ²", "TAIL n.md ³", "READ n.md 1 " + "9" * 5000, "TAIL n.md ٣", "TAIL n.md 1e3"):
+        result = run1(store, line)
+        assert not result.ok and result.error_kind == "bad_args", (line[:40], result.to_json())
+    assert store.run_op("TAIL", ["n.md", "9" * 5000]).error_kind == "bad_args"
+    assert run1(store, "READ n.md 1 999999999").output == "one"  # nine digits is a number
+    assert run1(store, "TAIL n.md 007").output == "one"
+
+
+def test_free_text_is_the_rest_of_the_line_verbatim():
+    # Quotes and backslashes inside a text are plain text; the grammar allows them, so the parser must too.
+    (op,) = parse('APPEND notes.md a "b\nDONE')
+    assert (op.op, op.args) == ("APPEND", ["notes.md", 'a "b'])
+    (op,) = parse('WRITE notes.md x "y\\q"\nDONE')
+    assert op.args == ["notes.md", 'x "y\\q"']
+    (op,) = parse('UPSERT s.md "two words" say "hi" \\o/')
+    assert op.args == ["s.md", "two words", 'say "hi" \\o/']
+    (op,) = parse('REPLACE s.md old new "text')
+    assert op.args == ["s.md", "old", 'new "text']
+    # One whole JSON string is still unquoted (how a model writes several lines), and an opening quote that
+    # never closes is refused as before.
+    (op,) = parse('WRITE a.md "l1\\nl2"')
+    assert op.args == ["a.md", "l1\nl2"]
+    (bad,) = parse('APPEND a.md "unterminated')
+    assert bad.error_kind == "parse"
+
+
+def test_lines_are_separated_by_newline_only(store):
+    # \v, \f, \x1c, \x85, \u2028, \u2029 and \r are characters inside a line, for every operation alike.
+    odd = "a\x0bb\x0cc\x1cd\x85e\u2028f\u2029g\rh"
+    assert store.run_op("WRITE", ["o.md", f"{odd}\nsecond iron\nthird {odd}"]).ok
+    assert store.index["o.md"].lines == 3
+    assert run1(store, "READ o.md 2 2").output == "second iron"
+    assert run1(store, "READ o.md 3 3").output == f"third {odd}"
+    assert run1(store, "TAIL o.md 1").output == f"third {odd}"
+    assert run1(store, "TAIL o.md 2").output == f"second iron\nthird {odd}"
+    assert run1(store, "SEARCH iron o.md").output == "o.md:2: second iron"
+    assert run1(store, "SEARCH g\rh o.md").output == f"o.md:1: {odd}\no.md:3: third {odd}"
+    assert run1(store, "COUNT o.md f\u2029g").output == "2"
+    assert run1(store, "LIST").output == f"o.md (3 lines, {store.index['o.md'].bytes} bytes)"
+    # UPSERT rewrites only the line of its key, and no other character.
+    before = store.backend.read("o.md")
+    assert run1(store, "UPSERT o.md hp 9").ok
+    assert store.backend.read("o.md") == before + "hp: 9\n"
+    assert run1(store, "UPSERT o.md hp 8").ok
+    assert store.backend.read("o.md") == before + "hp: 8\n"
+
+
+def test_upsert_keys_have_no_control_characters(store):
+    run1(store, "CREATE n.md")
+    for key in ("k\x00", "k\x01", "a\tb", "k\x85", "k\nv", "a:b"):
+        result = store.run_op("UPSERT", ["n.md", key, "v"])
+        assert result.error_kind == "bad_args", repr(key)
+    assert store.backend.read("n.md") == ""
+    assert store.run_op("UPSERT", ["n.md", "hp", "9"]).ok
+
+
+def test_parser_tolerates_tabs_and_markdown_around_operations():
+    parsed = parse(
+        "READ\tnotes.md\nTAIL \t notes.md\t3\n**LIST**\n**APPEND** notes.md bold op\n`LIST`:\n**DONE**"
+    )
+    assert [(p.op, p.args) for p in parsed] == [
+        ("READ", ["notes.md"]),
+        ("TAIL", ["notes.md", "3"]),
+        ("LIST", []),
+        ("APPEND", ["notes.md", "bold op"]),
+        ("LIST", []),
+    ]
+    # A name with a character that str.isspace() counts as a blank (U+0085) is not split there.
+    (op,) = parse("READ \x85x.md")
+    assert op.args == ["\x85x.md"]
+    (err,) = parse("LIST a b")
+    assert err.error.count("usage:") == 1 and err.error.endswith("usage: LIST")
+
+
+def test_help_states_what_the_operations_do():
+    text = render_help()
+    lines = {line.split(" — ")[0].split()[0]: line for line in text.splitlines()}
+    assert "READ file [start end] — " in text  # both or neither: READ a.md 2 is refused
+    for op in ("COUNT", "SEARCH"):
+        assert "literal" in lines[op] and "not a regex" in lines[op]
+    for op in ("READ", "TAIL", "COUNT", "REPLACE", "UPSERT", "DELETE"):
+        assert "error if the file is missing" in lines[op] or "error if it is missing" in lines[op], op
+    assert "old is absent" in lines["REPLACE"]
+
+
+def test_json_mode_names_unknown_ops_null_and_refuses_deep_nesting():
+    parsed = parse_json(
+        json.dumps(
+            [
+                {"op": "FOO", "args": 5},
+                {"op": "FOO", "args": []},
+                {"op": "read", "args": 5},
+                {"op": 5},
+                {"op": "TAIL", "args": ["a.md", 3]},
+            ]
+        )
+    )
+    assert parsed[0].op is None and parsed[0].error_kind == "parse"
+    assert parsed[1].op == "FOO"  # runs as an unknown operation: op null in its result (below)
+    assert parsed[2].op == "READ" and parsed[2].error_kind == "parse"
+    assert parsed[3].op is None
+    assert parsed[4].args == ["a.md", "3"]
+    store = MemoryStore.in_memory()
+    results = run_text.__globals__["execute"](store, parsed)
+    assert [r.to_json()["op"] for r in results[:2]] == [None, None]
+    # A huge integer is kept as its digits (int() of it would raise), then refused by the operation.
+    (big,) = parse_json('[{"op": "TAIL", "args": ["a.md", ' + "9" * 5000 + "]}]")
+    assert big.args[1] == "9" * 5000
+    with pytest.raises(ValueError, match="nested too deeply"):
+        parse_json("[" * 100_000 + "]" * 100_000)

@@ -3,13 +3,14 @@
 
 from __future__ import annotations
 
+import json
 import re
 import tempfile
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from automem.memory import ALL_OPS, MemoryStore, OpLog, Quotas, execute, parse, replay, turn_regex
+from automem.memory import ALL_OPS, MemoryStore, OpLog, OpResult, Quotas, execute, parse, replay, turn_regex
 from automem.memory.ops import REGISTRY
 from automem.scaffold import load
 
@@ -62,9 +63,21 @@ def _grammar():
 GRAMMAR = _grammar()
 
 
+# Strings the audit found the grammar allowed and the parser refused: a quote or backslash inside a free text.
+GRAMMAR_EXAMPLES = [
+    'APPEND notes.md a "b\nDONE',
+    'WRITE notes.md x "y\\q"\nDONE',
+    'UPSERT state.md k v "\\u\nDONE',
+]
+
+
 @settings(max_examples=300, deadline=None)
 @given(st.from_regex(GRAMMAR, fullmatch=True))
+@example(GRAMMAR_EXAMPLES[0])
+@example(GRAMMAR_EXAMPLES[1])
+@example(GRAMMAR_EXAMPLES[2])
 def test_every_grammar_string_parses_without_error(text):
+    assert re.fullmatch(GRAMMAR, text)
     parsed = parse(text)
     errors = [p for p in parsed if not hasattr(p, "args") or getattr(p, "ok", True) is False]
     assert not errors, (text, [e.to_json() for e in errors])
@@ -77,6 +90,71 @@ def test_every_grammar_string_parses_without_error(text):
 @given(st.from_regex(turn_regex(list(ALL_OPS), ["notes.md"], max_ops=3, max_text_chars=40), fullmatch=True))
 def test_every_string_of_the_full_grammar_parses(text):
     assert all(hasattr(p, "args") for p in parse(text))
+
+
+# from_regex rarely puts a quote or a backslash in a text (1 character in 95, in short texts), so this builds
+# turns from the grammar's pieces with such characters mixed in, and checks each text comes back verbatim.
+_FILES = st.sampled_from(load("crafter-v0").file_names)
+_WORD = st.from_regex(r"[A-Za-z0-9_.-]{1,32}", fullmatch=True)
+_KEY = st.from_regex(r"[A-Za-z0-9_-]{1,32}", fullmatch=True)
+_NASTY = st.sampled_from(['"', "\\", "\\q", '"\\u', '" "', '\\"', '"a"', "\\n", "'", "`", "**", ": ", "  "])
+_TEXT = st.tuples(
+    st.from_regex(r"[!#-~]", fullmatch=True),
+    st.lists(st.one_of(_NASTY, st.from_regex(r"[ -~]{0,6}", fullmatch=True)), max_size=8),
+).map(lambda t: (t[0] + "".join(t[1]))[:60])
+_LINE = st.one_of(
+    st.tuples(st.sampled_from(["WRITE", "APPEND"]), _FILES, _TEXT).map(lambda t: (t[0], [t[1], t[2]])),
+    st.tuples(st.just("UPSERT"), _FILES, _KEY, _TEXT).map(lambda t: (t[0], list(t[1:]))),
+    st.tuples(st.just("REPLACE"), _FILES, _WORD, _TEXT).map(lambda t: (t[0], list(t[1:]))),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_LINE, max_size=4))
+def test_texts_with_quotes_and_backslashes_parse_verbatim(lines):
+    text = "".join(f"{op} {' '.join(args)}\n" for op, args in lines) + "DONE"
+    assert re.fullmatch(GRAMMAR, text), text  # the strategy stays inside the grammar
+    parsed = parse(text)
+    assert [(p.op, p.args) for p in parsed] == [(op, args[:-1] + [args[-1].strip()]) for op, args in lines]
+
+
+_ANY_TEXT = st.text(st.characters(blacklist_categories=()), max_size=12)  # surrogates and controls included
+_HOSTILE = st.sampled_from(
+    [
+        "a.md",
+        "d/c.md",
+        "*",
+        "3",
+        "\u00b2",
+        "\u0663",
+        "9" * 5000,
+        ".tmp-a.md",
+        "a\x85.md",
+        "\udcff",
+        "\ud800",
+        "k\x00",
+    ]
+)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    calls=st.lists(
+        st.tuples(st.sampled_from([*ALL_OPS, "NOPE"]), st.lists(st.one_of(_ANY_TEXT, _HOSTILE), max_size=4)),
+        max_size=6,
+    ),
+    text=_ANY_TEXT,
+)
+def test_no_input_makes_an_operation_raise(calls, text):
+    """Whatever the arguments, every operation returns a result (and not by the store's last-resort catch),
+    and every result prints as UTF-8 JSON."""
+    with tempfile.TemporaryDirectory() as tmp:
+        store = MemoryStore.open_dir(tmp)
+        results = [store.run_op(op, args) for op, args in calls]
+        results += execute(store, parse(" ".join(a for _, args in calls for a in args[:1]) + text))
+        for r in results:
+            assert isinstance(r, OpResult) and r.error_kind != "internal", r.to_json()
+            json.dumps(r.to_json(), ensure_ascii=False).encode()
 
 
 MALFORMED = [

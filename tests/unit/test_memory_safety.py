@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 
 import pytest
@@ -23,6 +24,13 @@ HOSTILE_NAMES = [
     "x" * 200 + ".md",
     "a/b/c/d/e/f.md",
     "",
+    "a\x85b.md",  # C1 controls
+    "a\x9bb.md",
+    "txt\u202e.md",  # bidi overrides and isolates: a name that displays as another
+    "a\u2066b.md",
+    "a\udcffb.md",  # an undecodable byte (from argv or stdin), not UTF-8 text
+    ".tmp-x.md",  # the store's own temp-file prefix: such a file would be hidden from LIST and the quotas
+    "d/.TMP-y.md",
 ]
 
 
@@ -70,7 +78,7 @@ def snapshot(path):
 def test_hostile_names_are_refused_and_touch_nothing(sandbox, name, template):
     store, root, outside = sandbox
     before_out, before_root = snapshot(outside), snapshot(root)
-    quoted = '"' + name.encode("unicode_escape").decode().replace('"', '\\"') + '"'
+    quoted = json.dumps(name)  # exactly this name reaches the store (unicode_escape wrote \x85, not JSON)
     results = run_text(store, template.format(n=quoted))
     assert results and not any(r.ok for r in results), [r.to_json() for r in results]
     assert all(r.error_kind in ("path", "parse", "bad_args", "missing") for r in results)
@@ -148,3 +156,72 @@ def test_fresh_root_refuses_a_used_directory(tmp_path):
     (tmp_path / "old.md").write_text("x")
     with pytest.raises(FileExistsError):
         MemoryStore.fresh(tmp_path)
+
+
+TEMPLATES = [
+    "READ {n}",
+    "TAIL {n}",
+    "COUNT {n} s",
+    "SEARCH s {n}",
+    "CREATE {n}",
+    "WRITE {n} pwned",
+    "APPEND {n} pwned",
+    "UPSERT {n} k pwned",
+    "REPLACE {n} secret pwned",
+    "DELETE {n}",
+]
+
+
+@pytest.mark.parametrize("planted", ["before", "after"])
+def test_hard_links_are_refused_for_every_operation(tmp_path, planted):
+    """A hard link in the root to a file outside it is not a memory file: nothing reads or changes it."""
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    outside.mkdir()
+    secret = outside / "s.txt"
+    secret.write_text("secret\n")
+    store = MemoryStore.open_dir(root, Quotas(max_ops_per_turn=100))
+    if planted == "before":
+        os.link(secret, root / "hard.md")
+        store = MemoryStore.open_dir(root, Quotas(max_ops_per_turn=100))
+        assert "hard.md" not in store.index
+    else:  # a file of the store swapped for a hard link behind its back
+        run_text(store, "APPEND hard.md mine")
+        os.unlink(root / "hard.md")
+        os.link(secret, root / "hard.md")
+    for template in TEMPLATES:
+        results = run_text(store, template.format(n="hard.md"))
+        assert results and not any(r.ok for r in results), (template, [r.to_json() for r in results])
+        assert all(r.error_kind in ("path", "missing") for r in results), template
+        assert "secret" not in "".join(r.output for r in results)
+    (search,) = run_text(store, "SEARCH secret *")
+    assert "secret" not in search.output
+    if planted == "before":  # never indexed (after a swap the index still names it, and every op refuses it)
+        (listing,) = run_text(store, "LIST")
+        assert "hard.md" not in listing.output
+    assert secret.read_text() == "secret\n" and os.stat(secret).st_nlink == 2
+
+
+def test_temp_prefix_names_cannot_escape_the_quotas(tmp_path):
+    store = MemoryStore.open_dir(tmp_path, Quotas(max_files=1))
+    assert run_text(store, "APPEND a.md x")[0].ok
+    (r,) = run_text(store, "WRITE .tmp-b.md y")
+    assert r.error_kind == "path"
+    # A run over the same root still sees one file, so the file-count quota holds across runs.
+    again = MemoryStore.open_dir(tmp_path, Quotas(max_files=1))
+    assert list(again.index) == ["a.md"]
+    assert run_text(again, "APPEND c.md z")[0].error_kind == "quota"
+    assert sorted(os.listdir(tmp_path)) == ["a.md"]
+
+
+def test_text_that_is_not_utf8_is_refused(tmp_path):
+    store = MemoryStore.open_dir(tmp_path)
+    for op, args in [
+        ("WRITE", ["a.md", "x\udcffy"]),
+        ("APPEND", ["a.md", "\ud800"]),
+        ("UPSERT", ["a.md", "k\udcff", "v"]),
+        ("SEARCH", ["\udcff", "*"]),
+    ]:
+        result = store.run_op(op, args)
+        assert not result.ok and result.error_kind == "bad_args", (op, result.to_json())
+        result.to_json()["args"][-1].encode()  # echoed arguments are encodable
+    assert os.listdir(tmp_path) == []
