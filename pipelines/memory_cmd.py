@@ -18,6 +18,8 @@ Operations (one per line, in any case; DONE ends the turn):
 
 Exit status is 0 even when operations fail (each result says ok or error);
 2 for usage errors (bad flags, unreadable scaffold, --json input that is not a JSON array).
+Lines are separated by \\n only. Patterns are literal, case-insensitive substrings, not regexes.
+With --json, an item whose op is not a registered operation reports op null.
 Without --scaffold every operation is enabled, under the default quotas:
 {quotas}
 """
@@ -55,7 +57,8 @@ def _run(args: argparse.Namespace) -> int:
     from automem.memory import ALL_OPS, DEFAULT_QUOTAS, MemoryStore, execute, parse, parse_json
     from automem.scaffold import ScaffoldError, load
 
-    text = sys.stdin.read() if args.text == "-" else args.text
+    # Bytes that are not UTF-8 become lone surrogates (as in argv), which every operation refuses by name.
+    text = sys.stdin.buffer.read().decode("utf-8", "surrogateescape") if args.text == "-" else args.text
     enabled, quotas = ALL_OPS, DEFAULT_QUOTAS
     if args.scaffold:
         try:
@@ -80,5 +83,16 @@ def _run(args: argparse.Namespace) -> int:
         print(f"automem memory run: cannot use {args.root!r} as a memory root: {exc}", file=sys.stderr)
         return 2
     results = execute(store, parsed, enabled=enabled)
-    print(json.dumps([r.to_json() for r in results], indent=args.indent, ensure_ascii=False))
+    _print_json([r.to_json() for r in results], args.indent)
     return 0
+
+
+def _print_json(data: list, indent: int | None) -> None:
+    """Always valid UTF-8 JSON on stdout, whatever the locale and whatever the results echo."""
+    try:
+        out = json.dumps(data, indent=indent, ensure_ascii=False).encode()
+    except UnicodeEncodeError:  # a lone surrogate slipped through: escape it as \udcff instead
+        out = json.dumps(data, indent=indent).encode()
+    sys.stdout.flush()
+    sys.stdout.buffer.write(out + b"\n")
+    sys.stdout.buffer.flush()

@@ -43,6 +43,8 @@ def from_yaml(text: str, source: str = "<text>") -> Scaffold:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ScaffoldError(f"invalid scaffold {source}: not YAML: {exc}") from None
+    except RecursionError:
+        raise ScaffoldError(f"invalid scaffold {source}: nested too deeply") from None
     if not isinstance(data, dict):
         raise ScaffoldError(f"invalid scaffold {source}: expected a mapping at the top level")
     try:
@@ -55,16 +57,28 @@ def load(name_or_path: str | Path) -> Scaffold:
     """A built-in scaffold by name, or a YAML file by path.
 
     Raises:
-        ScaffoldError: unknown name, unreadable file, or invalid content.
+        ScaffoldError: unknown name, unreadable or non-UTF-8 file, or invalid content.
     """
     path = Path(name_or_path)
-    if not path.exists() and str(name_or_path) in builtin_names():
-        path = DEFAULTS_DIR / f"{name_or_path}.yaml"
-    if not path.is_file():
+    try:
+        if not path.exists() and str(name_or_path) in builtin_names():
+            path = DEFAULTS_DIR / f"{name_or_path}.yaml"
+        is_file = path.is_file()
+    except (OSError, ValueError):  # e.g. a name too long for the file system
+        is_file = False
+    if not is_file:
         raise ScaffoldError(
             f"no scaffold {str(name_or_path)!r}: not a file, and not a built-in ({', '.join(builtin_names())})"
         )
-    return from_yaml(path.read_text(), str(path))
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ScaffoldError(
+            f"invalid scaffold {path}: not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset {exc.start})"
+        ) from None
+    except OSError as exc:
+        raise ScaffoldError(f"cannot read scaffold {path}: {exc.strerror or exc}") from None
+    return from_yaml(text, str(path))
 
 
 def to_yaml(scaffold: Scaffold) -> str:

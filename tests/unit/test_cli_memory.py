@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -74,3 +75,52 @@ def test_usage_errors_exit_nonzero(tmp_path):
     assert cli(str(tmp_path), "LIST", "--bogus").returncode == 2
     helped = cli("--help")
     assert helped.returncode == 0 and "1-based, inclusive" in helped.stdout
+
+
+def cli_bytes(*args, stdin: bytes | None = None):
+    """The CLI with byte arguments; its stdout must decode as strict UTF-8 (it is JSON for other programs)."""
+    res = subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", "memory", "run", *args], capture_output=True, input=stdin
+    )
+    return res.returncode, res.stdout.decode("utf-8"), res.stderr.decode(errors="replace")
+
+
+def test_audit_inputs_print_a_json_array_never_a_traceback(tmp_path):
+    root = tmp_path / "r"
+    outside = tmp_path / "outside.txt"
+    outside.write_text("secret\n")
+    root.mkdir()
+    os.link(outside, root / "hard.md")
+    cases = [
+        # numbers that are digits to str.isdigit() but not to int(), and one past the int-string limit
+        (["READ n.md ² ²\nTAIL n.md ³\nTAIL n.md " + "9" * 5000], None, ["bad_args"] * 3),
+        # bytes that are not UTF-8, in a text and in a name; then LIST must still print valid UTF-8
+        ([b"WRITE a.md x\xffy\nWRITE c\xff.md x\nLIST"], None, ["bad_args", "bad_args", None]),
+        (["-"], b'WRITE b.md \xff\nAPPEND notes.md a "b\nDONE', ["bad_args", None]),
+        (['[{"op":"WRITE","args":["s.md","\\ud800"]}]', "--json"], None, ["bad_args"]),
+        (['[{"op":"FOO","args":5},{"op":"FOO","args":[]}]', "--json"], None, ["parse", "unknown_op"]),
+        (["APPEND hard.md pwned\nREAD hard.md"], None, ["path", "path"]),
+        (
+            [
+                "WRITE .tmp-x.md ok\nUPSERT notes.md k\x01 v\nWRITE \u202ex.md x\nWRITE \x85y.md x\nLIST\t\n**LIST**"
+            ],
+            None,
+            ["path", "bad_args", "path", "path", None, None],
+        ),
+    ]
+    for args, stdin, kinds in cases:
+        rc, out, err = cli_bytes(str(root), *args, stdin=stdin)
+        assert rc == 0 and "Traceback" not in err, (args, err)
+        results = json.loads(out)
+        assert [r.get("error_kind") for r in results] == kinds, (args, results)
+        assert all(r["op"] is None or r["op"].isupper() for r in results)
+    assert outside.read_text() == "secret\n"
+    assert sorted(p.name for p in root.iterdir()) == ["hard.md", "notes.md"]
+    assert (root / "notes.md").read_text() == 'a "b\n'
+    # Usage errors exit 2 with a message, never a traceback.
+    rc, out, err = cli_bytes(str(root), "-", "--json", stdin=b"[" * 100_000 + b"]" * 100_000)
+    assert rc == 2 and "nested too deeply" in err and "Traceback" not in err
+    bad = tmp_path / "bin.yaml"
+    bad.write_bytes(b"id: x\n\xff\xfe\n")
+    rc, out, err = cli_bytes(str(root), "LIST", "--scaffold", str(bad))
+    assert rc == 2 and "not UTF-8" in err and "bin.yaml" in err and "Traceback" not in err

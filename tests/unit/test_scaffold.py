@@ -89,3 +89,17 @@ def test_cli_show_validate_diff(tmp_path):
     assert res.returncode == 1 and "unknown_key" in res.stderr
     res = _cli("scaffold", "diff", "crafter-v0", "minihack-v0")
     assert res.returncode == 0 and "+id: minihack-v0" in res.stdout
+
+
+def test_a_file_that_is_not_utf8_is_a_named_error(tmp_path):
+    bad = tmp_path / "bin.yaml"
+    bad.write_bytes(to_yaml(load("crafter-v0")).encode() + b"\n# \xff\xfe\n")
+    with pytest.raises(ScaffoldError, match="not UTF-8"):
+        load(bad)
+    res = _cli("scaffold", "validate", str(bad))
+    assert res.returncode == 1 and "bin.yaml" in res.stderr and "not UTF-8" in res.stderr
+    assert "Traceback" not in res.stderr
+    deep = tmp_path / "deep.yaml"
+    deep.write_text("a: " + "[" * 50_000 + "]" * 50_000)
+    with pytest.raises(ScaffoldError, match="deep.yaml"):
+        load(deep)
