@@ -5,6 +5,8 @@ Built on aiohttp: at 1,000 concurrent requests httpx spent about 30 ms of CPU pe
 
 Retries connection errors, timeouts, 429 and 5xx with exponential backoff and jitter, a bounded number of times;
 fails at once, with a clear error, on a bad key (401/403), an unknown model (404) or a rejected request (400/422).
+A 200 whose body is not an OpenAI chat completion (not JSON, no ``choices``) is a protocol error, raised at once
+as ``LLMError``: the server answered, so retrying the same request would most likely get the same answer.
 """
 
 from __future__ import annotations
@@ -128,13 +130,14 @@ class OpenAIChatClient:
             try:
                 async with self._http().post(url, json=body) as resp:
                     status = resp.status
-                    text = await resp.text()
+                    # Decoded leniently: a body that is not UTF-8 is a protocol error below, not a crash here.
+                    text = (await resp.read()).decode("utf-8", "replace")
             except (TimeoutError, aiohttp.ClientError) as exc:
                 last = f"{type(exc).__name__}: {exc}"
                 continue
             latency = time.perf_counter() - start
             if status == 200:
-                return self._parse(json.loads(text), model, latency)
+                return self._parse(text, model, latency, self.base_url)
             detail = _detail(text)
             if status in (401, 403):
                 raise AuthError(f"{self.base_url} refused the API key ({status}): {detail}")
@@ -151,16 +154,44 @@ class OpenAIChatClient:
         )
 
     @staticmethod
-    def _parse(data: dict[str, Any], model: str, latency: float) -> ChatResult:
-        choice = data["choices"][0]
-        usage = data.get("usage") or {}
+    def _parse(text: str, model: str, latency: float, base_url: str = "") -> ChatResult:
+        """A chat-completion body as a ``ChatResult``.
+
+        Raises:
+            LLMError: the body is not JSON or not a chat completion (no ``choices[0].message``).
+        """
+
+        def bad(why: str) -> LLMError:
+            return LLMError(f"{base_url} answered 200 but {why}: {text[:200]!r}")
+
+        try:
+            data = json.loads(text)
+        except (ValueError, RecursionError):
+            raise bad("the body is not JSON") from None
+        if not isinstance(data, dict):
+            raise bad("the body is not a JSON object")
+        choices = data.get("choices")
+        if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+            raise bad("the body has no 'choices'")
+        choice = choices[0]
+        message = choice.get("message")
+        if not isinstance(message, dict):
+            raise bad("choices[0] has no 'message'")
+        content = message.get("content")
+        if content is not None and not isinstance(content, str):
+            raise bad("choices[0].message.content is not a string")
+        usage = data.get("usage")
+        usage = usage if isinstance(usage, dict) else {}
+        served = data.get("model")
         return ChatResult(
-            text=choice["message"].get("content") or "",
-            prompt_tokens=int(usage.get("prompt_tokens", 0)),
-            completion_tokens=int(usage.get("completion_tokens", 0)),
+            text=content or "",
+            prompt_tokens=_count(usage.get("prompt_tokens")),
+            completion_tokens=_count(usage.get("completion_tokens")),
             latency_s=latency,
-            model=data.get("model", model),
-            finish_reason=choice.get("finish_reason"),
+            model=served if isinstance(served, str) else model,
+            finish_reason=choice.get("finish_reason")
+            if isinstance(choice.get("finish_reason"), str)
+            else None,
         )
 
     async def list_models(self) -> list[str]:
@@ -170,8 +201,19 @@ class OpenAIChatClient:
                 raise AuthError(f"{self.base_url} refused the API key ({resp.status})")
             if resp.status != 200:
                 raise LLMError(f"{self.base_url}/models answered {resp.status}")
-            data = await resp.json()
-        return [m["id"] for m in data.get("data", [])]
+            text = (await resp.read()).decode("utf-8", "replace")
+        try:
+            data = json.loads(text)
+            return [str(m["id"]) for m in data.get("data", [])]
+        except (ValueError, RecursionError, AttributeError, KeyError, TypeError):
+            raise LLMError(
+                f"{self.base_url}/models answered 200 but not a model list: {text[:200]!r}"
+            ) from None
+
+
+def _count(value: Any) -> int:
+    """A token count from ``usage``; 0 when the server did not give a usable one (usage is informational)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
 
 
 def _detail(text: str) -> str:

@@ -14,6 +14,7 @@ from automem.llm import (
     AuthError,
     BadRequestError,
     EndpointUnavailableError,
+    LLMError,
     ModelNotFoundError,
     OpenAIChatClient,
     OutputConstraint,
@@ -26,6 +27,7 @@ class _Server:
 
     def __init__(self):
         self.script: list[int] = []
+        self.raw_200: list[bytes] = []  # bodies to send instead of a chat completion, one per 200
         self.bodies: list[dict] = []
         self.auth: list[str | None] = []
         outer = self
@@ -39,7 +41,9 @@ class _Server:
                 outer.bodies.append(body)
                 outer.auth.append(self.headers.get("Authorization"))
                 status = outer.script.pop(0) if outer.script else 200
-                if status == 200:
+                if status == 200 and outer.raw_200:
+                    payload = None
+                elif status == 200:
                     payload = {
                         "model": body["model"],
                         "choices": [{"message": {"content": "DONE"}, "finish_reason": "stop"}],
@@ -47,7 +51,7 @@ class _Server:
                     }
                 else:
                     payload = {"error": {"message": f"scripted {status}"}}
-                data = json.dumps(payload).encode()
+                data = outer.raw_200.pop(0) if payload is None else json.dumps(payload).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
@@ -117,3 +121,32 @@ def test_dead_endpoint_is_a_clear_error():
     client = OpenAIChatClient("http://127.0.0.1:9/v1", max_retries=1, backoff_s=0.01, timeout_s=2)
     with pytest.raises(EndpointUnavailableError, match="automem serve --status"):
         _chat(client)
+
+
+@pytest.mark.parametrize(
+    "body, why",
+    [
+        (b"<html>gateway says hi</html>", "not JSON"),
+        (b"\xff\xfe not even text", "not JSON"),
+        (b'["a", "list"]', "not a JSON object"),
+        (b'{"object": "chat.completion"}', "no 'choices'"),
+        (b'{"choices": []}', "no 'choices'"),
+        (b'{"choices": [{"finish_reason": "stop"}]}', "no 'message'"),
+        (b'{"choices": [{"message": {"content": 5}}]}', "not a string"),
+    ],
+)
+def test_a_200_that_is_not_a_chat_completion_is_a_protocol_error(server, body, why):
+    """Not JSON, or JSON without choices[0].message: an LLMError at once (the server answered; a retry
+    would most likely get the same), not a JSONDecodeError or KeyError from deep inside the client."""
+    server.raw_200 = [body]
+    client = OpenAIChatClient(server.url, max_retries=3, backoff_s=0.01)
+    with pytest.raises(LLMError, match=why) as err:
+        _chat(client)
+    assert type(err.value) is LLMError and "answered 200" in str(err.value)
+    assert len(server.bodies) == 1 and client.retries == 0
+
+
+def test_odd_usage_fields_do_not_fail_a_good_answer(server):
+    server.raw_200 = [b'{"choices": [{"message": {"content": null}}], "usage": {"prompt_tokens": "x"}}']
+    res = _chat(OpenAIChatClient(server.url))
+    assert (res.text, res.prompt_tokens, res.completion_tokens, res.model) == ("", 0, 0, "m")
