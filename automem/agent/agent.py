@@ -16,10 +16,20 @@ from pathlib import Path
 from typing import Any
 
 from automem.agent.events import EpisodeEnd, StepEvent, TurnEvent
-from automem.agent.prompt import StepContext, fit_context, fit_results, prefix_hash, static_prefix
+from automem.agent.prompt import (
+    DROPPED,
+    MORE_OPS,
+    MemoryTurn,
+    StepContext,
+    fit_context,
+    fit_conversation,
+    prefix_hash,
+    results_message,
+    static_prefix,
+)
 from automem.envs.base import TextEnv, validate_action
 from automem.llm.protocol import ChatModel, OutputConstraint, SamplingParams
-from automem.llm.tokens import ApproxTokenCounter, TokenCounter, count_messages
+from automem.llm.tokens import PER_MESSAGE_TOKENS, ApproxTokenCounter, TokenCounter, count_messages
 from automem.memory.grammar import action_regex, parse, turn_regex
 from automem.memory.ops import READ_ONLY_OPS
 from automem.memory.store import MemoryStore
@@ -78,6 +88,8 @@ class Agent:
         self.counter = counter or ApproxTokenCounter()
         self.env_in_thread = env_in_thread
         s = scaffold.sampling
+        # Every prompt, however many turns a phase has, is cut to max_prompt_tokens (fit_conversation), so
+        # the prompt budget plus the longest completion is all the window must hold.
         need = scaffold.context.max_prompt_tokens + max(s.memory_max_tokens, s.action_max_tokens)
         if need > context_window:
             raise ValueError(
@@ -178,7 +190,7 @@ class Agent:
                 episode_id,
             )
             # PLAN: read-only memory turns, then the action commit continues the same conversation.
-            convo = await self._memory_phase(
+            plan = await self._memory_phase(
                 "plan",
                 t,
                 system,
@@ -189,10 +201,20 @@ class Agent:
                 tally,
                 episode_id,
             )
-            if convo is None:  # no PLAN turn: the action instruction follows the step context directly
+            if plan is None:  # no PLAN turn: the action instruction follows the step context directly
                 ctx = self._context(t, last_action, last_note, obs, store)
                 user = self._user(system, ctx, self.scaffold.prompts.action)
                 convo = [{"role": "system", "content": system}, {"role": "user", "content": user}]
+            else:  # after PLAN turns: their results, then the action instruction, within the budget
+                convo = fit_conversation(
+                    system,
+                    plan[0],
+                    plan[1],
+                    self.scaffold.prompts.action,
+                    self.counter,
+                    self.scaffold.context.max_prompt_tokens,
+                    plan[2],
+                )
             text, index, valid = await self._commit(t, phash, convo, names, emit, tally, episode_id)
             if not valid:
                 tally.invalid_actions += 1
@@ -258,11 +280,40 @@ class Agent:
         recent = [(n, store.tail_lines(n, c.tail_lines)) for n in c.include_files if n in store.index]
         return StepContext(t, last_action, note, obs, store.render_index(), recent)
 
-    def _user(self, system: str, ctx: StepContext, instruction: str) -> str:
+    def _user(self, system: str, ctx: StepContext, instruction: str, reserve: int = 0) -> str:
+        """The step-context message, fitted to the budget less ``reserve`` tokens kept for later turns."""
         c = self.scaffold.context
+        if reserve:
+            try:
+                return fit_context(
+                    ctx,
+                    system,
+                    instruction,
+                    self.counter,
+                    c.max_prompt_tokens - reserve,
+                    c.max_observation_chars,
+                )
+            except ValueError:
+                pass  # no room to reserve; later turns cut the context itself if they must
         return fit_context(
             ctx, system, instruction, self.counter, c.max_prompt_tokens, c.max_observation_chars
         )
+
+    def _reserve(self, phase: str, n_turns: int) -> int:
+        """Tokens to leave free after the step context: one more completion and its (cut) results.
+
+        The context is fitted once per phase, so later turns of the phase (and the action commit after PLAN)
+        reuse it unchanged (a longer cached prefix on the server); they fit by dropping earlier turns first.
+        """
+        tails = [MORE_OPS] if n_turns > 1 else []
+        if phase == "plan" and n_turns >= 1:
+            tails.append(self.scaffold.prompts.action)
+        if not tails:
+            return 0
+        m = self.scaffold.sampling.memory_max_tokens
+        completion = max(m, self.counter.count("x" * 4 * m))  # ~4 bytes per token of English text
+        results = max(self.counter.count(results_message(DROPPED, tail)) for tail in tails)
+        return completion + results + 2 * PER_MESSAGE_TOKENS
 
     async def _call(self, route, messages, sampling, constraint, tally):
         res = await route.client.chat(messages, model=route.model, sampling=sampling, constraint=constraint)
@@ -273,20 +324,37 @@ class Agent:
         return res
 
     async def _memory_phase(self, phase, t, system, phash, ctx, store, emit, tally, episode_id):
+        """Run a phase's memory turns; returns (context message, turns, refit) for the commit, or None."""
         sc = self.scaffold
         n_turns = sc.turns.log_turns if phase == "log" else sc.turns.plan_turns
+        if n_turns == 0:
+            return None
         instruction = sc.prompts.log if phase == "log" else sc.prompts.plan
         enabled = self._log_ops if phase == "log" else self._plan_ops
         constraint = OutputConstraint(self._grammar[phase]) if sc.constrained else None
         sampling = SamplingParams(sc.sampling.temperature, sc.sampling.top_p, sc.sampling.memory_max_tokens)
-        messages = [
-            {"role": "system", "content": system},
-            {"role": "user", "content": self._user(system, ctx, instruction)},
-        ]
-        if n_turns == 0:
-            return None
         budget = sc.context.max_prompt_tokens
+        context = self._user(system, ctx, instruction, self._reserve(phase, n_turns))
+
+        def refit(tokens: int) -> str:
+            # Only when a later turn cannot fit otherwise: the model has seen the whole observation in this
+            # phase's first turn, so here it may be cut further than a first turn's would be.
+            return fit_context(
+                ctx,
+                system,
+                instruction,
+                self.counter,
+                tokens,
+                sc.context.max_observation_chars,
+                min_observation_chars=0,
+                best_effort=True,
+            )
+
+        turns: list[MemoryTurn] = []
+        messages = [{"role": "system", "content": system}, {"role": "user", "content": context}]
         for k in range(n_turns):
+            if turns:
+                messages = fit_conversation(system, context, turns, MORE_OPS, self.counter, budget, refit)
             est = count_messages(self.counter, messages)
             res = await self._call(self.memory_route, messages, sampling, constraint, tally)
             parsed = parse(res.text, enabled)
@@ -311,26 +379,14 @@ class Agent:
                     messages=[dict(m) for m in messages[1:]],
                 )
             )
-            rendered = "\n".join(r.render() for r in results) or "(no operations)"
-            more = k + 1 < n_turns and bool(parsed)
-            tail = "More operations, one per line, then DONE; or DONE alone." if more else ""
-            messages.append({"role": "assistant", "content": res.text})
-            used = count_messages(self.counter, messages) + self.counter.count(tail) + 40
-            messages.append(
-                {
-                    "role": "user",
-                    "content": f"Results:\n{fit_results(rendered, used, self.counter, budget)}\n\n{tail}".rstrip(),
-                }
-            )
-            if not more:
+            turns.append(MemoryTurn(res.text, "\n".join(r.render() for r in results) or "(no operations)"))
+            if not (k + 1 < n_turns and parsed):
                 break
-        return messages
+        return context, turns, refit
 
     async def _commit(self, t, phash, convo, names, emit, tally, episode_id):
         sc = self.scaffold
         messages = [dict(m) for m in convo]
-        if len(messages) > 2:  # after PLAN turns: their results, then the action instruction
-            messages[-1]["content"] = messages[-1]["content"] + "\n\n" + sc.prompts.action
         constraint = OutputConstraint(action_regex(names)) if sc.constrained else None
         sampling = SamplingParams(sc.sampling.temperature, sc.sampling.top_p, sc.sampling.action_max_tokens)
         est = count_messages(self.counter, messages)

@@ -8,6 +8,7 @@ observation, the memory index, recent memory lines and the phase instruction fol
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from automem.envs.base import ActionSpec
@@ -65,17 +66,23 @@ def fit_context(
     counter: TokenCounter,
     budget: int,
     max_observation_chars: int,
+    min_observation_chars: int = 200,
+    best_effort: bool = False,
 ) -> str:
     """The user message for a step, cut until system + message fit ``budget`` tokens.
 
-    Cuts, in order: the oldest recent-memory lines, then the observation (keeping its start), halving each time.
+    Cuts, in order: the oldest recent-memory lines, then the observation (keeping its start, and at least
+    ``min_observation_chars`` of it), halving each time. With ``best_effort``, a message that cannot be cut
+    enough is returned cut as far as it goes.
 
     Raises:
-        ValueError: even the static prefix and instruction alone do not fit (the scaffold is too big).
+        ValueError: even the static prefix and instruction alone do not fit (the scaffold is too big), unless
+            ``best_effort``.
     """
-    obs = ctx.observation
-    if len(obs) > max_observation_chars:
-        obs = obs[:max_observation_chars] + "\n[observation cut]"
+    full = ctx.observation
+    if len(full) > max_observation_chars:
+        full = full[:max_observation_chars] + "\n[observation cut]"
+    obs, keep = full, len(full)
     recent = [(n, list(lines)) for n, lines in ctx.recent]
 
     def total(text: str) -> int:
@@ -89,20 +96,105 @@ def fit_context(
         if longest is not None and longest[1]:
             del longest[1][: max(1, len(longest[1]) // 2)]
             continue
-        if len(obs) > 200:
-            obs = obs[: len(obs) // 2] + "\n[observation cut to fit the context]"
+        if keep > min_observation_chars:  # strictly shorter each time, so this ends
+            keep = max(min_observation_chars, keep // 2)
+            obs = full[:keep] + "\n[observation cut to fit the context]"
             continue
+        if best_effort:
+            return text + "\n\n" + instruction
         raise ValueError(
             f"the static prompt does not fit {budget} tokens; shorten the scaffold's prompts or raise "
             "context.max_prompt_tokens"
         )
 
 
-def fit_results(text: str, used_tokens: int, counter: TokenCounter, budget: int) -> str:
-    """Cut an operation-results message so the conversation stays within ``budget`` tokens."""
-    room = budget - used_tokens
-    while text and counter.count(text) + 8 > room:
-        if len(text) < 80:
-            return "[results cut to fit the context]"
-        text = text[: len(text) // 2] + "\n[results cut to fit the context]"
-    return text
+MORE_OPS = "More operations, one per line, then DONE; or DONE alone."
+DROPPED = "[results dropped to fit the context]"
+_CUT = "\n[results cut to fit the context]"
+_RESULTS_FLOOR = 400  # characters of the latest results kept before the step context is cut
+
+
+@dataclass
+class MemoryTurn:
+    """One earlier turn of a phase: what the model wrote and the rendered results of its operations."""
+
+    completion: str
+    results: str
+
+
+def results_message(results: str, tail: str) -> str:
+    """The user message that answers a memory turn: its results, then what to do next."""
+    return f"Results:\n{results}\n\n{tail}".rstrip()
+
+
+def render_conversation(
+    system: str, context: str, turns: list[MemoryTurn], tail: str
+) -> list[dict[str, str]]:
+    """System message, step context, then each turn's completion and results; ``tail`` ends the last one."""
+    messages = [{"role": "system", "content": system}, {"role": "user", "content": context}]
+    for i, t in enumerate(turns):
+        messages.append({"role": "assistant", "content": t.completion})
+        last = i == len(turns) - 1
+        messages.append({"role": "user", "content": results_message(t.results, tail if last else MORE_OPS)})
+    return messages
+
+
+def fit_conversation(
+    system: str,
+    context: str,
+    turns: list[MemoryTurn],
+    tail: str,
+    counter: TokenCounter,
+    budget: int,
+    refit_context: Callable[[int], str] | None = None,
+) -> list[dict[str, str]]:
+    """The messages of a phase's next call, cut until they fit ``budget`` tokens.
+
+    The system message is never changed (the server's prefix cache keys on it). Cuts, in order, until the
+    prompt fits: the results of the oldest turns (replaced by a marker), then the oldest turns themselves, so
+    the latest turn always stays; then the latest turn's results, halving, down to ``_RESULTS_FLOOR``
+    characters; then the step context, through ``refit_context(budget for system + context)``, which cuts it as far as it can; then the latest
+    results further; last, the latest completion. ``turns`` is not changed.
+
+    Raises:
+        ValueError: nothing left to cut and the prompt still does not fit (the scaffold is too big).
+    """
+    turns = [MemoryTurn(t.completion, t.results) for t in turns]
+
+    def size() -> int:
+        return count_messages(counter, render_conversation(system, context, turns, tail))
+
+    while len(turns) > 1 and size() > budget:
+        if turns[0].results != DROPPED:
+            turns[0].results = DROPPED
+        else:
+            del turns[0]
+    last = turns[-1] if turns else None
+    full = last.results if last else ""
+    keep = len(full)
+
+    def cut_results(floor: int) -> None:
+        nonlocal keep
+        while last is not None and size() > budget and keep > floor and last.results != DROPPED:
+            keep = max(floor, keep // 2)
+            last.results = full[:keep] + _CUT if keep >= 40 else DROPPED
+
+    cut_results(min(keep, _RESULTS_FLOOR))
+    over = size() - budget
+    if over > 0 and refit_context is not None:
+        context = refit_context(count_messages(counter, [{"content": system}, {"content": context}]) - over)
+    cut_results(0)
+    if last is not None and size() > budget:
+        text = last.completion
+        chars = len(text)
+        while size() > budget and chars:
+            chars //= 2
+            last.completion = (
+                text[:chars] + "\n[cut to fit the context]" if chars else "[cut to fit the context]"
+            )
+    if size() > budget:
+        raise ValueError(
+            f"the prompt does not fit {budget} tokens even cut to its static part; shorten the scaffold's "
+            "prompts or raise context.max_prompt_tokens"
+        )
+    return render_conversation(system, context, turns, tail)

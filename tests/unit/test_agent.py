@@ -246,3 +246,81 @@ def test_no_plan_turns_and_no_log_turns(tmp_path):
     assert end.terminated and end.turns == 4  # only action commits
     assert all(phase_of(c) == "action" for c in model.calls)
     assert all(len(c.messages) == 2 for c in model.calls)
+
+
+def test_free_mode_two_model_routing(tmp_path):
+    def specialist_script(call):
+        if phase_of(call) == "log":
+            return "Noted.\nappend notes.md walked right\nDONE"
+        return "SEARCH walked notes.md"
+
+    specialist = ScriptedChatModel(specialist_script)
+    base = ScriptedChatModel(lambda c: "I will go **right**.")
+    agent = Agent(
+        scaffold(constrained=False),
+        memory=ModelRoute(specialist, "smollm2-135m:mem-v1"),
+        action=ModelRoute(base, "smollm2-135m"),
+    )
+    end, events = play(agent, tmp_path)
+    assert end.terminated and end.invalid_actions == 0 and end.steps == 4
+    assert all(c.constraint is None for c in specialist.calls + base.calls)
+    assert [phase_of(c) for c in specialist.calls] == ["log", "plan"] * 4
+    assert [phase_of(c) for c in base.calls] == ["action"] * 4
+    assert {c.model for c in specialist.calls} == {"smollm2-135m:mem-v1"}
+    assert {c.model for c in base.calls} == {"smollm2-135m"}
+    turns = [e for e in events if isinstance(e, TurnEvent)]
+    assert [(t.phase, t.model) for t in turns[:3]] == [
+        ("log", "smollm2-135m:mem-v1"),
+        ("plan", "smollm2-135m:mem-v1"),
+        ("action", "smollm2-135m"),
+    ]
+    assert all(t.constraint is None for t in turns)
+    # The action model sees what the specialist's PLAN turn found.
+    assert "notes.md:2: walked right" in base.calls[0].messages[-1]["content"]
+    assert end.memory_files["notes.md"].count("walked right") == 4
+
+
+def test_every_prompt_fits_the_budget_with_several_turns_per_phase(tmp_path):
+    """Four LOG and four PLAN turns per step, each writing or reading a lot: every prompt, the action commit's
+    included, stays within max_prompt_tokens, and the system message is never cut."""
+
+    class BigEnv(CorridorEnv):
+        def _obs(self, message):
+            return super()._obs(message) + "\n" + "rock " * 3000
+
+    counter, budget = ApproxTokenCounter(), 1200
+    sc = load("crafter-v0")
+    sc = sc.model_copy(
+        update={
+            "default_action": "wait",
+            "context": sc.context.model_copy(
+                update={"max_prompt_tokens": budget, "max_observation_chars": 20000}
+            ),
+            "turns": sc.turns.model_copy(update={"log_turns": 4, "plan_turns": 4}),
+        }
+    )
+
+    def script(call):
+        if "Choose your next action" in call.messages[-1]["content"]:
+            return "right"
+        if "PLAN:" in call.messages[1]["content"]:
+            return "READ notes.md\nSEARCH x *\nDONE"
+        return "APPEND notes.md " + "x" * 110 + "\nSEARCH x *\nTAIL notes.md 9\nDONE"
+
+    model = ScriptedChatModel(script)
+    agent = Agent(sc, memory=ModelRoute(model, "base"), counter=counter)
+    _, events = play(agent, tmp_path, env=BigEnv(length=5, max_steps=30))
+    turns = [e for e in events if isinstance(e, TurnEvent)]
+    per_step = [(t.phase, t.turn) for t in turns if t.step == 1]
+    assert per_step == [("log", k) for k in range(4)] + [("plan", k) for k in range(4)] + [("action", 0)]
+    system = model.calls[0].messages[0]["content"]
+    for call in model.calls:
+        assert count_messages(counter, call.messages) <= budget
+        assert call.messages[0]["content"] == system
+    assert all(t.prompt_tokens_est <= budget for t in turns)
+    # Later turns still show the latest results, and the commit the last PLAN turn's.
+    for call in model.calls[1:]:
+        if len(call.messages) > 2:
+            assert call.messages[-1]["content"].startswith("Results:\n[READ notes.md]") or call.messages[-1][
+                "content"
+            ].startswith("Results:\n[APPEND notes.md")
