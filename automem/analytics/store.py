@@ -14,6 +14,7 @@ wheel has no ``httpfs`` extension offline, and pyarrow's filesystem carries the 
 
 from __future__ import annotations
 
+import os
 import re
 from typing import TYPE_CHECKING
 
@@ -93,10 +94,15 @@ def connect(
     Returns:
         An in-memory DuckDB connection with views ``episodes``, ``steps``, ``turns``, ``memory_ops``,
         ``memory_files`` and ``attempts``. It reads the files listed now; files committed later need a new one.
+
+    Raises:
+        FileNotFoundError: a local root that does not exist (a typo would otherwise read as an empty store).
     """
     import duckdb
 
     st = _storage(root)
+    if not st.is_s3 and not os.path.isdir(st.base):
+        raise FileNotFoundError(f"no trajectory store at {st.uri}: the folder does not exist")
     con = duckdb.connect(":memory:")
     if threads:
         con.execute(f"SET threads = {int(threads)}")

@@ -305,3 +305,10 @@ def test_an_unreachable_s3_endpoint_is_one_line(tmp_path, capsys, monkeypatch, c
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "Traceback" not in err
     assert err.startswith(f"automem {argv[0]}: cannot read s3://bucket/store") and str(port) in err
+
+
+def test_query_from_python_on_a_missing_folder_is_an_error(tmp_path):
+    from automem import query
+
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        query(str(tmp_path / "typo"), "SELECT count(*) FROM episodes")
