@@ -60,7 +60,10 @@ class MemoryStore:
         self.index: dict[str, FileStat] = {}
         self._lower: dict[str, tuple[object, str, str]] = {}  # name -> (version, text, text.lower())
         for name in backend.names():
-            self.index[name] = stat_of(backend.read(name))
+            try:
+                self.index[name] = stat_of(backend.read(name))
+            except (PathViolation, OSError):
+                continue  # swapped for a link or removed since it was listed: not a memory file
 
     # -- construction ---------------------------------------------------------------------------------------
 
