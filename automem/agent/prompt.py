@@ -153,8 +153,8 @@ def fit_conversation(
     The system message is never changed (the server's prefix cache keys on it). Cuts, in order, until the
     prompt fits: the results of the oldest turns (replaced by a marker), then the oldest turns themselves, so
     the latest turn always stays; then the latest turn's results, halving, down to ``_RESULTS_FLOOR``
-    characters; then the step context, through ``refit_context(budget for system + context)``, which cuts it as far as it can; then the latest
-    results further; last, the latest completion. ``turns`` is not changed.
+    characters; then the step context, through ``refit_context(budget for system + context)``, which cuts it
+    as far as it can; then the latest results further; last, the latest completion. ``turns`` is not changed.
 
     Raises:
         ValueError: nothing left to cut and the prompt still does not fit (the scaffold is too big).
