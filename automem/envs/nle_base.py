@@ -102,7 +102,7 @@ class NLETextEnv:
         self._obs: dict[str, np.ndarray] = {}
         self._message = ""
         self._end_obs: dict[str, np.ndarray] | None = None  # the state the game ended in, during this step
-        self._raw_messages: list[str] = []  # every message the game showed during this step, up to its end
+        self._raw_messages: list[bytes] = []  # every message the game showed during this step, up to its end
         self._install_end_hooks()
 
     # --- to be provided by subclasses -----------------------------------------------------------------------
@@ -178,7 +178,7 @@ class NLETextEnv:
             # the game. Show the state the game ended in, with the messages that led there.
             if self._end_obs is not None:
                 obs = self._end_obs
-                messages = self._raw_messages
+                messages = [decode(np.frombuffer(m, dtype=np.uint8)) for m in self._raw_messages]
             status = getattr(end_status, "name", str(end_status))
             ending = _END_WORDS.get(status, f"the game ended ({status.lower()})")
         elif capped:
@@ -222,8 +222,8 @@ class NLETextEnv:
 
         def step_hook(action: int) -> Any:
             observation, done = raw_step(action)
-            if self._end_obs is None:
-                self._raw_messages.append(decode(observation[message_index]))
+            if self._end_obs is None:  # cheap on every step: raw bytes now, decoded only if the game ends
+                self._raw_messages.append(observation[message_index].tobytes())
                 if observation[state_index][0]:
                     self._end_obs = copy(observation)
             return observation, done
