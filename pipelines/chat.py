@@ -66,11 +66,12 @@ def run(args: argparse.Namespace) -> int:
         }
         resp = httpx.post(f"{url}/chat/completions", json=body, headers=headers, timeout=300)
     except httpx.HTTPError as exc:
-        print(
-            f"automem chat: no endpoint answers at {url} ({type(exc).__name__}); start one with "
-            "`automem serve`",
-            file=sys.stderr,
+        hint = (
+            "is the server running there?"
+            if args.endpoint
+            else "start one with `automem serve` (`automem serve --status` shows a running one)"
         )
+        print(f"automem chat: no endpoint answers at {url} ({type(exc).__name__}); {hint}", file=sys.stderr)
         return 1
     if resp.status_code == 401:
         print(f"automem chat: {url} wants an API key: set AUTOMEM_API_KEY", file=sys.stderr)

