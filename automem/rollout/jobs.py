@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from automem.envs.base import SEED_LIMIT
 from automem.scaffold.schema import Scaffold
 from automem.trajectory.writer import check_id
 
@@ -53,6 +54,9 @@ def parse_seeds(spec: str) -> list[int]:
             raise ValueError(f"bad seed list part {part!r}: use numbers and ranges like 0-99") from None
     if not seeds:
         raise ValueError("the seed list is empty")
+    bad = next((s for s in seeds if not 0 <= s < SEED_LIMIT), None)
+    if bad is not None:
+        raise ValueError(f"seed {bad} is out of range: seeds are integers in [0, 2**64)")
     return seeds
 
 

@@ -70,3 +70,17 @@ def test_an_attempt_over_its_time_limit_fails_with_the_reason_recorded(tmp_path)
     [attempt] = tables["attempts"].to_pylist()
     assert attempt["status"] == "failed" and "exceeded 0.3 s" in attempt["error"]
     assert Storage(str(tmp_path)).list_files(str(tmp_path / "_staging")) == []
+
+
+def test_seed_lists():
+    from automem.rollout import parse_seeds
+
+    assert parse_seeds("0-3, 7") == [0, 1, 2, 3, 7]
+    for bad, why in (
+        ("9-1", "bad seed list part"),
+        ("-5", "out of range"),
+        (str(2**64), "out of range"),
+        ("", "empty"),
+    ):
+        with pytest.raises(ValueError, match=why):
+            parse_seeds(bad)
