@@ -56,10 +56,22 @@ def _unavailable(name: str, exc: Exception):
     return run
 
 
+def _chosen_parser(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.ArgumentParser:
+    """The innermost sub-command parser ``args`` went through (``automem env show`` -> the ``show`` parser)."""
+    while True:
+        action = next((a for a in parser._actions if isinstance(a, argparse._SubParsersAction)), None)
+        name = getattr(args, action.dest, None) if action is not None and action.dest else None
+        if action is None or name not in action.choices:
+            return parser
+        parser = action.choices[name]
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``automem`` console script."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # report it with the sub-command's usage, not the top level's
+        _chosen_parser(parser, args).error(f"unrecognized arguments: {' '.join(extra)}")
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
