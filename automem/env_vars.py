@@ -61,7 +61,9 @@ RAY_ADDRESS = EnvVar(
 RAY_AUTH_MODE = EnvVar(
     "RAY_AUTH_MODE",
     "disabled",
-    "Ray 2.60 enables token auth for local clusters by default; automem's scripts set this explicitly.",
+    "Ray's auth mode (token or disabled). Unset, Ray 2.60 starts local clusters with token auth (the token in "
+    "~/.ray/auth_token), which is what `automem serve`/`rollout` keep; `make`, CI and the tests set `disabled`, "
+    "and `automem submit` sends `disabled` (ray_cluster.yaml's mode) unless this is set.",
 )
 
 ALL: tuple[EnvVar, ...] = tuple(v for v in globals().values() if isinstance(v, EnvVar))
