@@ -51,7 +51,7 @@ lint: install  ## ruff + mypy on automem/
 bench: install  ## run every benchmark; each prints one JSON line
 	@for b in benchmarks/*.py; do echo "# $$b"; $(PY) $$b || exit 1; done
 
-demo: install  ## start the embedded endpoint, run a small Crafter rollout, print a summary
+demo: $(STAMP)  ## install, start the embedded endpoint, run a small Crafter rollout, print a summary
 	$(VENV)/bin/automem demo
 
 clean:
