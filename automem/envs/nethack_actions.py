@@ -13,10 +13,14 @@ agent, which gets out only by typing Enter (``more``), NetHack's "never mind"; e
 answer ("You don't have that object.") and the question comes back. Here the env cancels a question that no
 action can answer at all (``nle_base``) and says so in the message; a question with some answers typeable stays
 open, and ``more`` still cancels it. Adding ``esc`` and letter actions would let the agent use every item, at the
-price of numbers no longer comparable with BALROG's (its Quest agents cannot either). Seen here too: with
-nle 1.3.0's default ``allow_all_modes=False``, NLE declines every menu, so ``pickup`` on the Quest's start square
-(a wand and a horn: a "Pick up what?" menu) picks up nothing; whether BALROG's NLE fork does the same is not
-checked here.
+price of numbers no longer comparable with BALROG's (its Quest agents cannot either).
+
+Menus are the one place where MiniHack here departs from BALROG (``automem/envs/minihack.py`` has the sources):
+BALROG's NLE (``balrog-nle`` 0.9.0, ``allow_all_modes=False``) closes every menu with nothing chosen, so ``pickup``
+on the Quest's start square (a wand and a horn: "Pick up what?") picks up nothing there and the Quest cannot be
+won. Here the menu stays open, and the same keys answer it: ``apply`` types ``a`` (select entry a), ``southwest``
+``b``, ``pickup`` ``,`` (select the page), ``more`` Enter (confirm). Whether the wand can then be zapped depends on
+its inventory letter being one of these keys, as in any NetHack question here.
 """
 
 from __future__ import annotations
@@ -42,7 +46,8 @@ _TABLE.update(
         "more": (
             "MiscAction",
             "MORE",
-            "show the rest of a message that ends with --More--; at a question, Enter means never mind",
+            "show the rest of a message that ends with --More--; at a question, Enter means never mind; "
+            "in a menu, it confirms what is selected",
         ),
         "annotate": ("Command", "ANNOTATE", "write a note about this level"),
         "apply": ("Command", "APPLY", "use a tool (pick-axe, key, lamp, horn...)"),
@@ -69,7 +74,11 @@ _TABLE.update(
         "monster": ("Command", "MONSTER", "use the special ability of your current monster form"),
         "offer": ("Command", "OFFER", "sacrifice a fresh corpse on an altar"),
         "pay": ("Command", "PAY", "pay a shopkeeper"),
-        "pickup": ("Command", "PICKUP", "pick up what lies on your square"),
+        "pickup": (
+            "Command",
+            "PICKUP",
+            "pick up what lies on your square (several things: a menu, where ',' selects them all)",
+        ),
         "pray": ("Command", "PRAY", "pray to your god for help (safe about once per 1000 turns)"),
         "puton": ("Command", "PUTON", "put on a ring, amulet or blindfold"),
         "quaff": ("Command", "QUAFF", "drink a potion (or from a fountain)"),

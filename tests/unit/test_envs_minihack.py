@@ -1,5 +1,6 @@
 # Run: .venv/bin/python -m pytest tests/unit/test_envs_minihack.py
-"""MiniHack as text: Boxoban offline from the vendored levels, success from the end status, BALROG's settings."""
+"""MiniHack as text: Boxoban offline from the vendored levels, success from the end status, BALROG's settings,
+menus left open so the Quest can be won."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import zipfile
 import pytest
 
 from automem.envs import make_env
-from automem.envs.minihack import boxoban_levels
+from automem.envs.minihack import boxoban_levels, menu_text, waits_on_menu
 from automem.envs.nle_base import question_choices
 
 _BACK_TO_BOXOBAN = str.maketrans({"`": "$", "{": ".", ".": " "})
@@ -119,13 +120,13 @@ def test_boxoban_lists_all_four_boulders_and_fountains(env_id: str):
 def test_a_won_episode_ends_on_the_last_game_state_not_the_quit_screen():
     env = make_env("minihack-mazewalk-9x9-v0")
     try:
-        env.reset(seed=3)  # the stairs down are one step west
+        env.reset(seed=7)  # the stairs down are one step west
         obs, reward, terminated, truncated, info = env.step("west")
         assert terminated and not truncated and info["end_status"] == "TASK_SUCCESSFUL" and info["success"]
         lines = obs.splitlines()
         assert lines[1] == "Episode ended: the task is done (success)."
-        assert any(line.startswith("Status: HP 12/12,") and "dungeon level 1" in line for line in lines)
-        assert "Position: x=37, y=13." in obs and info["player_pos"] == [37, 13]
+        assert any(line.startswith("Status: HP 15/15,") and "dungeon level 1" in line for line in lines)
+        assert "Position: x=36, y=9." in obs and info["player_pos"] == [36, 9]
         assert "edge of the map" not in obs and "quit in The Dungeons of Doom" not in obs
         assert "@" in obs.split("Map:\n", 1)[1]
     finally:
@@ -198,6 +199,103 @@ def test_a_question_with_a_typeable_answer_stays_open():
         env.close()
 
 
+def _inventory(obs: str) -> list[str]:
+    return obs.split("Inventory:\n", 1)[1].split("\n\nMap:", 1)[0].splitlines()
+
+
+def test_pickup_on_the_quest_start_square_takes_the_wand_then_the_horn():
+    """Regression: NLE's allow_all_modes=False closed the "Pick up what?" menu unchosen, so nothing was picked up."""
+    env = make_env(
+        "minihack-quest-easy-v0"
+    )  # seed 0: a priest with items a-i, on the wand of cold and frost horn
+    try:
+        obs, _ = env.reset(seed=0)
+        before = _inventory(obs)
+        assert len(before) == 9 and not any("wand" in line or "horn" in line for line in before)
+        obs, *_ = env.step("pickup")
+        hint = "(a menu: an entry's letter selects it; more confirms or closes it)"
+        menu = "Pick up what? / Wands / a - a blessed long wand / Tools / b - a blessed horn / (end)"
+        assert obs.splitlines()[0] == f"Message: {menu} {hint}"
+        assert "a - a blessed long wand" in obs.split("Map:\n", 1)[1]  # drawn over the map too
+        obs, *_ = env.step("apply")  # types 'a': selects the wand
+        assert obs.splitlines()[0] == f"Message: {menu.replace('a - ', 'a + ')} {hint}"
+        obs, *_ = env.step("more")
+        assert obs.splitlines()[0] == "Message: j - a blessed long wand."
+        assert _inventory(obs) == before + ["j: a blessed long wand"]
+        obs, *_ = env.step("pickup")  # one object left: NetHack takes it without a menu
+        assert obs.splitlines()[0] == "Message: k - a blessed horn."
+        assert _inventory(obs) == before + ["j: a blessed long wand", "k: a blessed horn"]
+    finally:
+        env.close()
+
+
+def test_quest_easy_is_won_by_freezing_the_lava_with_the_wand():
+    env = make_env("minihack-quest-easy-v0")
+    try:
+        env.reset(seed=0)
+        for action in ("pickup", "pickup", "more"):  # ',' in the menu selects both entries
+            obs, *_ = env.step(action)
+        assert obs.splitlines()[0] == "Message: j - a blessed long wand.  k - a blessed horn."
+        assert env.step("zap")[0].splitlines()[0] == "Message: What do you want to zap? [j or ?*]"
+        assert env.step("south")[0].splitlines()[0] == "Message: In what direction?"  # south types 'j'
+        obs, *_ = env.step("east")
+        assert obs.splitlines()[0] == "Message: The lava cools and solidifies."
+        assert "j: a blessed wand of cold" in _inventory(obs)  # the effect identified it
+        for action in (
+            ["east"] * 12 + ["southeast"] + ["east"] * 20
+        ):  # over the ice, then through two monsters
+            _, reward, terminated, truncated, info = env.step(action)
+            if terminated or truncated:
+                break
+        assert terminated and not truncated and info["success"] and info["progression"] == 1.0
+        assert info["end_status"] == "TASK_SUCCESSFUL" and reward == 1.0 and info["step"] == 33
+    finally:
+        env.close()
+
+
+def test_more_closes_a_menu_that_only_shows_things():
+    """NetHack ends such a menu with Space or Esc, not Enter; MiniHack's agent has neither, so more must do it."""
+    env = make_env("minihack-quest-easy-v0")
+    try:
+        env.reset(seed=0)
+        nle_env = env._env
+        nle_env.step(nle_env.actions.index(ord("i")))  # the game's inventory key, which no agent action types
+        assert waits_on_menu(nle_env)
+        obs, *_ = env.step("more")
+        assert not waits_on_menu(nle_env) and "(end)" not in obs
+        obs, *_ = env.step("pickup")  # a menu to choose from still stays open
+        assert waits_on_menu(nle_env) and obs.splitlines()[0].startswith("Message: Pick up what?")
+    finally:
+        env.close()
+
+
+def test_menu_text_reads_the_page_from_its_title_to_its_last_row():
+    import numpy as np
+
+    screen = [
+        "                    Pick up what?",
+        "                    Wands",
+        "   |.@.|            a - a wand",
+        "   |...|            (1 of 2)",
+        "   -----            b - not on this page",
+    ]
+    tty = np.array([list(row.ljust(80).encode()) for row in screen], dtype=np.uint8)
+    assert menu_text(tty) == "Pick up what? / Wands / a - a wand / (1 of 2)"
+
+
+def test_balrog_menus_close_with_nothing_chosen():
+    """``answer_menus=False`` is BALROG's behaviour: NLE types Space at the menu, so pickup takes nothing."""
+    env = make_env("minihack-quest-easy-v0", answer_menus=False)
+    try:
+        obs, _ = env.reset(seed=0)
+        before = _inventory(obs)
+        obs, *_ = env.step("pickup")
+        assert obs.splitlines()[0] == "Message: (none)" and "Pick up what?" not in obs
+        assert _inventory(obs) == before
+    finally:
+        env.close()
+
+
 def test_question_choices():
     assert question_choices("What do you want to zap? [f or ?*]") == {"f"}
     assert question_choices("What do you want to wield? [- a-c f or ?*]") == {"-", "a", "b", "c", "f"}
@@ -224,6 +322,7 @@ def test_balrog_settings(env_id: str, n_actions: int):
         assert env.max_steps == 100
         assert len(env.actions) == n_actions
         assert "!autopickup" in env._env.nethack.options
+        assert env._env.character == ("kni-hum-law-fem" if "battle" in env_id or "medium" in env_id else "@")
         obs, info = env.reset(seed=1)
         assert obs.startswith("Message: ") and "Map:" in obs and info["progression"] == 0.0
     finally:
