@@ -30,18 +30,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-# What defines a run's episodes: stored in its manifest, and taken from there on --resume.
-JOB_DEFAULTS: dict[str, Any] = {
-    "env": "crafter-v0",
-    "episodes": 8,
-    "seeds": "0-999",
-    "scaffold": None,
-    "model": "smollm2-135m",
-    "memory_model": None,
-    "max_steps": 30,
-}
-
-
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--env", default=None, help="environment id (`automem env list`); default crafter-v0")
     p.add_argument("--episodes", type=int, default=None, help="number of episodes (default 8)")
@@ -115,31 +103,11 @@ def _fail(msg: str) -> int:
     return 2
 
 
-def _job_settings(args: argparse.Namespace, manifest: dict[str, Any] | None) -> dict[str, Any]:
-    """The options that define the run's episodes: the manifest's on --resume (a different value given now is
-    an error), else the command line's, with defaults.
-
-    Raises:
-        ValueError: an option given with --resume disagrees with the run's manifest.
-    """
-    given = {k: getattr(args, k) for k in JOB_DEFAULTS}
-    if manifest is None:
-        return {k: JOB_DEFAULTS[k] if v is None else v for k, v in given.items()}
-    stored = manifest.get("config", {})
-    out = {}
-    for key, default in JOB_DEFAULTS.items():
-        before = stored.get(key, default)
-        if key != "scaffold" and given[key] is not None and given[key] != before:
-            flag = "--" + key.replace("_", "-")
-            raise ValueError(f"{flag} {given[key]!r} differs from the run's {before!r}; a resume keeps them")
-        out[key] = before
-    return out
-
-
 def run(args: argparse.Namespace) -> int:
     """Validate, connect, run, summarise."""
     from automem import env_vars
     from automem.rollout import RunnerConfig, make_jobs, parse_seeds
+    from automem.rollout.resume import JOB_DEFAULTS, job_settings, next_attempts, parse_resources
     from automem.scaffold import ScaffoldError, content_id, from_yaml, load, to_yaml
     from automem.trajectory import (
         RunBusy,
@@ -172,7 +140,7 @@ def run(args: argparse.Namespace) -> int:
     if args.force and not args.resume:
         return _fail("--force only applies to --resume")
     try:
-        runner_resources = _parse_resources(args.runner_resource)
+        runner_resources = parse_resources(args.runner_resource)
     except ValueError as exc:
         return _fail(str(exc))
     env_arg = args.env or JOB_DEFAULTS["env"]
@@ -191,7 +159,7 @@ def run(args: argparse.Namespace) -> int:
     if args.resume and not manifest:
         return _fail(f"nothing to resume: no run {run_id!r} in {args.out}")
     try:
-        job = _job_settings(args, manifest)
+        job = job_settings({k: getattr(args, k) for k in JOB_DEFAULTS}, manifest)
         if job["env"] not in known_env_ids():
             return _fail(f"unknown env id {job['env']!r}; known: {', '.join(known_env_ids())}")
         if manifest and manifest.get("scaffold_yaml"):
@@ -223,7 +191,7 @@ def run(args: argparse.Namespace) -> int:
         return _fail(f"run {run_id}: {exc}")
     skipped = 0
     if args.resume:
-        next_attempt = _next_attempts(storage, run_id)  # before repair, which drops the staging it counts
+        next_attempt = next_attempts(storage, run_id)  # before repair, which drops the staging it counts
         removed = repair(storage, run_id)
         done = committed_episode_ids(storage, run_id)
         kept = []
@@ -328,47 +296,10 @@ def run(args: argparse.Namespace) -> int:
     return 0 if not result.failed else 1
 
 
-def _parse_resources(specs: list[str]) -> dict[str, float]:
-    """``["rollout=0.01"]`` -> ``{"rollout": 0.01}``.
-
-    Raises:
-        ValueError: a spec is not NAME=POSITIVE_NUMBER.
-    """
-    out = {}
-    for spec in specs:
-        name, _, amount = spec.partition("=")
-        try:
-            value = float(amount)
-        except ValueError:
-            value = -1.0
-        if not name or value <= 0:
-            raise ValueError(f"--runner-resource {spec!r}: use NAME=AMOUNT with a positive amount")
-        out[name] = value
-    return out
-
-
 def _with_attempt(job, attempt: int):
     from dataclasses import replace
 
     return replace(job, attempt=attempt)
-
-
-def _next_attempts(storage, run_id: str) -> dict[str, int]:
-    """Per episode, one more than the highest attempt recorded in ``attempts`` or left in staging, so a resume
-    never reuses an attempt number."""
-    import pyarrow.compute as pc
-
-    from automem.trajectory import dataset, staged_attempts
-
-    table = dataset(storage, "attempts").to_table(
-        columns=["episode_id", "attempt"], filter=pc.field("run_id") == run_id
-    )
-    seen = staged_attempts(storage, run_id)
-    for eid, att in zip(
-        table.column("episode_id").to_pylist(), table.column("attempt").to_pylist(), strict=True
-    ):
-        seen[eid] = max(seen.get(eid, 0), att)
-    return {eid: att + 1 for eid, att in seen.items()}
 
 
 class _Reporter:

@@ -84,3 +84,42 @@ def test_seed_lists():
     ):
         with pytest.raises(ValueError, match=why):
             parse_seeds(bad)
+
+
+def test_a_resume_keeps_the_runs_episode_settings():
+    from automem.rollout.resume import JOB_DEFAULTS, job_settings
+
+    fresh = job_settings({"env": "nethack-v0", "episodes": 4}, None)
+    assert fresh == {**JOB_DEFAULTS, "env": "nethack-v0", "episodes": 4}
+    manifest = {"config": fresh}
+    assert job_settings({k: None for k in JOB_DEFAULTS}, manifest) == fresh
+    assert job_settings({"episodes": 4}, manifest) == fresh  # the same value again is fine
+    with pytest.raises(ValueError, match="--max-steps 99 differs from the run's 30"):
+        job_settings({"max_steps": 99}, manifest)
+
+
+def test_runner_resources():
+    from automem.rollout.resume import parse_resources
+
+    assert parse_resources(["rollout=0.01", "x=2"]) == {"rollout": 0.01, "x": 2.0}
+    for bad in ("rollout", "=1", "a=-1", "a=0", "a=nan", "a=b"):
+        with pytest.raises(ValueError, match="NAME=AMOUNT"):
+            parse_resources([bad])
+
+
+def test_next_attempts_count_recorded_and_staged_attempts(tmp_path):
+    from automem.rollout.resume import next_attempts
+
+    job = one_job()
+
+    class Hanging(ScriptedChatModel):
+        async def chat(self, messages, **kw):
+            await asyncio.sleep(30)
+
+    with pytest.raises(TimeoutError):  # attempt 1 fails and is recorded
+        asyncio.run(runner(tmp_path, Hanging(script), episode_timeout_s=0.2).run(job))
+    storage = Storage(str(tmp_path))
+    assert next_attempts(storage, "r1") == {job.episode_id: 2}
+    # Attempt 5 of another episode died with the process: only its staging folder is left.
+    storage.write_bytes(storage.path("_staging", "r1", "other-ep", "a5", "steps", "p00000.parquet"), b"x")
+    assert next_attempts(storage, "r1") == {job.episode_id: 2, "other-ep": 6}

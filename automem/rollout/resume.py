@@ -1,0 +1,89 @@
+"""What a rollout plays, and what a resume continues with.
+
+The options that define a run's episodes (env, count, seeds, scaffold, models, step cap) are stored in its
+manifest when it starts; a resume takes them from there, so ``automem rollout --resume --run-id ID --out ROOT``
+continues exactly the run that was started, and an option given again with another value is an error rather than
+a silent mix of two runs. The options that only say how to run (concurrency, endpoint, limits) may change.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pyarrow.compute as pc
+
+from automem.trajectory.reader import dataset
+from automem.trajectory.runs import staged_attempts
+from automem.trajectory.storage import Storage
+
+JOB_DEFAULTS: dict[str, Any] = {
+    "env": "crafter-v0",
+    "episodes": 8,
+    "seeds": "0-999",
+    "scaffold": None,
+    "model": "smollm2-135m",
+    "memory_model": None,
+    "max_steps": 30,
+}
+"""The options that define a run's episodes, with their defaults (``scaffold`` None: the env family's v0)."""
+
+
+def job_settings(given: dict[str, Any], manifest: dict[str, Any] | None) -> dict[str, Any]:
+    """The episode-defining options of a run.
+
+    Args:
+        given: the options as passed now (None where not passed), keyed as in ``JOB_DEFAULTS``.
+        manifest: the run's manifest when resuming, else None.
+
+    Returns:
+        For a new run, ``given`` with defaults filled in; for a resume, the manifest's stored values. The scaffold
+        is the caller's to compare (by content id), since a name and a file can mean the same scaffold.
+
+    Raises:
+        ValueError: an option given for a resume differs from the run's, with the option named.
+    """
+    if manifest is None:
+        return {k: default if given.get(k) is None else given[k] for k, default in JOB_DEFAULTS.items()}
+    stored = manifest.get("config", {})
+    out = {}
+    for key, default in JOB_DEFAULTS.items():
+        before = stored.get(key, default)
+        now = given.get(key)
+        if key != "scaffold" and now is not None and now != before:
+            flag = "--" + key.replace("_", "-")
+            raise ValueError(f"{flag} {now!r} differs from the run's {before!r}; a resume keeps them")
+        out[key] = before
+    return out
+
+
+def next_attempts(storage: Storage, run_id: str) -> dict[str, int]:
+    """Per episode, one more than the highest attempt recorded in ``attempts`` or left in staging, so a resume
+    never reuses an attempt number (call it before ``repair``, which drops the staging it counts)."""
+    table = dataset(storage, "attempts").to_table(
+        columns=["episode_id", "attempt"], filter=pc.field("run_id") == run_id
+    )
+    seen = staged_attempts(storage, run_id)
+    for eid, att in zip(
+        table.column("episode_id").to_pylist(), table.column("attempt").to_pylist(), strict=True
+    ):
+        seen[eid] = max(seen.get(eid, 0), att)
+    return {eid: att + 1 for eid, att in seen.items()}
+
+
+def parse_resources(specs: list[str]) -> dict[str, float]:
+    """``["rollout=0.01"]`` -> ``{"rollout": 0.01}`` (custom Ray resources for the runner actors).
+
+    Raises:
+        ValueError: a spec is not NAME=POSITIVE_NUMBER.
+    """
+    out = {}
+    for spec in specs:
+        name, _, amount = spec.partition("=")
+        try:
+            value = float(amount)
+        except ValueError:
+            value = -1.0
+        if not name or not value > 0:
+            raise ValueError(f"--runner-resource {spec!r}: use NAME=AMOUNT with a positive amount")
+        out[name] = value
+    return out
