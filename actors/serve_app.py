@@ -7,6 +7,7 @@ succeeds. The same code serves SmolLM2 on a laptop's CPU and a tensor-parallel m
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -51,8 +52,21 @@ def replica_env(cfg: ServeConfig, local_s3: LocalS3 | None) -> dict[str, str]:
                 env_vars.AWS_DEFAULT_REGION,
             )
         )
-    if cfg.accelerator == "cpu" and cfg.engine.cpu_kv_cache_gib is not None:
+    if cfg.accelerator == "cpu":
+        env.update(cpu_engine_env(cfg))
+    return env
+
+
+def cpu_engine_env(cfg: ServeConfig) -> dict[str, str]:
+    """The CPU build's engine settings that vLLM reads from the environment (KV-cache size, thread binding)."""
+    env = {}
+    if cfg.engine.cpu_kv_cache_gib is not None:
         env["VLLM_CPU_KVCACHE_SPACE"] = str(cfg.engine.cpu_kv_cache_gib)  # vLLM parses it with int()
+    bind = cfg.engine.cpu_threads_bind
+    if bind == "all":  # resolved here, on the machine that starts the (local) endpoint
+        bind = f"0-{max(1, len(os.sched_getaffinity(0))) - 1}"
+    if bind != "auto":
+        env["VLLM_CPU_OMP_THREADS_BIND"] = bind
     return env
 
 

@@ -171,7 +171,7 @@ def serve_phase(config: str, n: int) -> dict:
         asyncio.run(_serve_run(cfg.base_url, prompts(8), cfg.model.id, 8))  # warm-up
         tokens, wall = asyncio.run(_serve_run(cfg.base_url, prompts(n), cfg.model.id, 32))
         q0, h0 = _settled_counters(metrics_url, 1)
-        agent = agent_prompts(16)
+        agent = agent_prompts(48)
         for messages in agent:  # one at a time, as one agent would
             asyncio.run(_serve_run(cfg.base_url, [messages], cfg.model.id, 1))
         q1, h1 = _settled_counters(metrics_url, q0 + 1)
@@ -193,11 +193,10 @@ def _engine_kwargs(cfg) -> dict:
     return engine_kwargs(cfg)
 
 
-def offline_tokens_per_s(model_dir: Path, kwargs: dict, n: int, kv_gib: float | None) -> float:
-    """Run :func:`_offline_main` in a fresh process (``vllm.LLM`` must start under ``__main__``)."""
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    if kv_gib is not None:
-        env["VLLM_CPU_KVCACHE_SPACE"] = f"{kv_gib:g}"
+def offline_tokens_per_s(model_dir: Path, kwargs: dict, n: int, cpu_env: dict[str, str]) -> float:
+    """Run :func:`_offline_main` in a fresh process (``vllm.LLM`` must start under ``__main__``), with the
+    endpoint's engine arguments and CPU settings (KV-cache size, thread binding)."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT), **cpu_env)
     request = json.dumps({"model": str(model_dir), "kwargs": kwargs, "n": n})
     proc = subprocess.run(
         [sys.executable, __file__, "--offline", request], capture_output=True, text=True, env=env, timeout=900
@@ -238,9 +237,10 @@ def main() -> None:
     model_dir = prepare_embedded_model(progress=lambda m: print(m, file=sys.stderr))
     hf = transformers_tokens_per_s(model_dir, prompts(4))
     served = serve_phase(args.config, args.requests)
-    direct = offline_tokens_per_s(
-        model_dir, served["engine_kwargs"], args.requests, cfg.engine.cpu_kv_cache_gib
-    )
+    from actors.serve_app import cpu_engine_env
+
+    cpu_env = cpu_engine_env(cfg) if cfg.accelerator == "cpu" else {}
+    direct = offline_tokens_per_s(model_dir, served["engine_kwargs"], args.requests, cpu_env)
     serve_tps = served["serve_tokens_per_s_c32"]
     result = {
         "benchmark": "serving",
@@ -256,6 +256,8 @@ def main() -> None:
         if served["prefix_cache_hit_rate"] is None
         else round(served["prefix_cache_hit_rate"], 3),
         "time_to_ready_s": round(served["time_to_ready_s"], 1),
+        "dtype": cfg.engine.dtype,
+        "cpu_threads_bind": cfg.engine.cpu_threads_bind if cfg.accelerator == "cpu" else None,
     }
     print(json.dumps(result))
 

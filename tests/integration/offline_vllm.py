@@ -1,6 +1,7 @@
 """Greedy chat completions from vLLM's offline engine, base model and one LoRA adapter (a reference for tests).
 
-Usage: python tests/integration/offline_vllm.py '{"model": DIR, "adapter": DIR, "messages": [...], "max_tokens": N}'
+Usage: python tests/integration/offline_vllm.py '{"model": DIR, "adapter": DIR, "messages": [...], "max_tokens": N,
+"dtype": "float32", "block_size": 32}'
 Prints ``RESULT {"base": TEXT, "adapter": TEXT}`` as its last line. A script, because ``vllm.LLM`` spawns its engine
 process and must be created under ``if __name__ == "__main__"`` (FACTS.md).
 """
@@ -17,7 +18,8 @@ def main(request: dict) -> dict[str, str]:
 
     llm = LLM(
         model=request["model"],
-        dtype="bfloat16",
+        dtype=request["dtype"],
+        block_size=request["block_size"],
         max_model_len=1024,
         enable_lora=True,
         max_lora_rank=8,

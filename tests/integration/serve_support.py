@@ -91,11 +91,25 @@ def offline_vllm_greedy(
 ) -> dict[str, str]:
     """Greedy chat completions from vLLM's offline engine, base and with the adapter: ``{"base", "adapter"}``.
 
-    Runs ``offline_vllm.py`` in a subprocess with a small KV cache, so it can run beside the endpoint.
+    Runs ``offline_vllm.py`` in a subprocess with a small KV cache, so it can run beside the endpoint, with the
+    embedded endpoint's dtype and thread binding (the thread count changes float reduction order, so greedy
+    texts could differ otherwise).
     """
-    env = dict(os.environ, VLLM_CPU_KVCACHE_SPACE="1", PYTHONPATH=str(ROOT))
+    from actors.serve_app import cpu_engine_env
+    from automem.serving.config import load_config
+
+    cfg = load_config(ROOT / "deploy/serve-embedded.yaml")
+    env = dict(os.environ, **cpu_engine_env(cfg), PYTHONPATH=str(ROOT))
+    env["VLLM_CPU_KVCACHE_SPACE"] = "1"
     request = json.dumps(
-        {"model": str(model_dir), "adapter": str(adapter_dir), "messages": messages, "max_tokens": max_tokens}
+        {
+            "model": str(model_dir),
+            "adapter": str(adapter_dir),
+            "messages": messages,
+            "max_tokens": max_tokens,
+            "dtype": cfg.engine.dtype,
+            "block_size": cfg.engine.block_size,
+        }
     )
     proc = subprocess.run(
         [sys.executable, str(Path(__file__).with_name("offline_vllm.py")), request],

@@ -181,7 +181,7 @@ def test_lora_adapter_by_name_matches_offline_engine_and_transformers(embedded_e
     offline = offline_vllm_greedy(ep.model_dir, probe_adapter, PROBE, max_tokens=16)
     assert adapted == offline["adapter"]
     assert base == offline["base"]
-    # transformers runs fp32 with the adapter merged; vLLM runs bf16: compare the first 8 tokens only.
+    # transformers merges the adapter into the weights; vLLM applies it beside them: the first 8 tokens only.
     reference = transformers_greedy(ep.model_dir, probe_adapter, PROBE, max_new_tokens=8)
     assert adapted.startswith(reference), (adapted, reference)
 
