@@ -19,7 +19,14 @@ from dataclasses import replace as dc_replace
 from typing import Any
 
 import ray
-from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError, RayError, RayTaskError
+from ray.exceptions import (
+    ActorDiedError,
+    ActorUnavailableError,
+    GetTimeoutError,
+    RayActorError,
+    RayError,
+    RayTaskError,
+)
 
 from actors.runner import runner_actor
 from automem.rollout.jobs import EpisodeJob
@@ -242,10 +249,30 @@ class RolloutScheduler:
             "elapsed_s": elapsed,
         }
 
+    def start(self, timeout_s: float = 300.0) -> None:
+        """Start the runner actors and wait until each answers (process start, imports, its model client).
+
+        ``run`` calls it when it was not called before; calling it first keeps actor start-up out of ``run``'s
+        timing (the benchmarks do).
+
+        Raises:
+            RunnersFailing: a runner could not be created (its creation error is in the message).
+        """
+        if self.runners:
+            return
+        self.runners = [self._start_runner(i) for i in range(self.num_runners)]
+        try:
+            ray.get([r.handle.stats.remote() for r in self.runners], timeout=timeout_s)
+        except GetTimeoutError:
+            return  # still being placed (an autoscaling cluster adding nodes, say): run() waits for them
+        except RayActorError as exc:
+            if "creation task" in str(exc):  # deterministic (an import error, a bad config): fail fast
+                raise RunnersFailing(f"a runner actor could not start: {_death_reason(exc)}") from exc
+
     def run(self) -> RolloutResult:
         """Run every job to an outcome; Ctrl-C stops cleanly (committed episodes stay, the rest can resume)."""
+        self.start()
         self._t0 = time.perf_counter()
-        self.runners = [self._start_runner(i) for i in range(self.num_runners)]
         last_progress = 0.0
         try:
             while self.queue or any(r.inflight for r in self.runners):

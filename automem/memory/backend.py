@@ -95,9 +95,10 @@ class DiskBackend:
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
+        self._root = str(self.root)  # resolve() takes and returns plain strings (hot path)
 
     def check(self, name: str) -> None:
-        path = resolve(self.root, name)
+        path = resolve(self._root, name)
         try:
             st = os.lstat(path)
         except FileNotFoundError:
@@ -108,8 +109,8 @@ class DiskBackend:
             raise PathViolation(f"{name!r} is not a regular file")
         _refuse_shared(name, st)
 
-    def _path(self, name: str) -> Path:
-        return resolve(self.root, name)
+    def _path(self, name: str) -> str:
+        return resolve(self._root, name)
 
     def exists(self, name: str) -> bool:
         try:
@@ -148,17 +149,17 @@ class DiskBackend:
             f.seek(max(0, size - max_bytes))
             return f.read().decode(errors="ignore")
 
-    def _mkparents(self, path: Path) -> None:
-        parent = path.parent
-        if parent != self.root:
-            parent.mkdir(parents=True, exist_ok=True)
-            resolve(self.root, str(parent.relative_to(self.root)))  # re-check: nothing planted meanwhile
+    def _mkparents(self, path: str) -> None:
+        parent = os.path.dirname(path)
+        if parent != self._root:
+            os.makedirs(parent, exist_ok=True)
+            resolve(self._root, parent[len(self._root) + 1 :])  # re-check: nothing planted meanwhile
 
     def write(self, name: str, text: str) -> None:
         path = self._path(name)
         self._mkparents(path)
         # Write a temp file and rename over the target: atomic, and a rename replaces a link, never follows it.
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=TEMP_PREFIX)
+        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=TEMP_PREFIX)
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(text.encode())

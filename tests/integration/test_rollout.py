@@ -261,6 +261,6 @@ def test_runners_that_cannot_start_stop_the_run_with_the_reason(ray_session, tmp
     sched = RolloutScheduler(
         jobs("nostart", 2, 2), cfg, num_runners=1, concurrency=2, runner_cpus=0.25, max_attempts=50
     )
-    with pytest.raises(RunnersFailing, match="in a row without finishing.*tokenizer.json"):
+    with pytest.raises(RunnersFailing, match="could not start.*tokenizer.json"):
         sched.run()
-    assert sched.result.runner_restarts <= sched.max_deaths_in_a_row
+    assert sched.result.runner_restarts == 0 and not sched.result.done

@@ -191,3 +191,14 @@ def test_grammar_is_not_close_to_anything_goes():
     assert not re.fullmatch(GRAMMAR, "hello\nDONE")
     assert re.fullmatch(GRAMMAR, "DONE")
     assert re.fullmatch(GRAMMAR, "APPEND notes.md wood is at the river\nDONE")
+
+
+@given(
+    st.lists(st.text(alphabet="ab \nA", max_size=12), max_size=20).map("\n".join),
+    st.text(alphabet="abA ", min_size=1, max_size=3),
+)
+def test_count_lines_equals_a_count_line_by_line(text, needle):
+    from automem.memory.ops import _count_lines
+
+    hay, needle = text.lower(), needle.lower()
+    assert _count_lines(hay, needle) == sum(needle in line for line in hay.split("\n"))
