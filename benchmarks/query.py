@@ -16,7 +16,9 @@ Prints one JSON line:
 - ``diagnostics_s_per_1000_steps``: ``automem diagnose`` over a sample of episodes (replay of every op log).
 
 The store is generated directly with pyarrow in the store's committed layout (vectorised columns, not the
-agent), with the shape of a memory agent's run: 1-2 LOG writes and one PLAN read per step, ~5% failing ops.
+agent), with the shape of a memory agent's run: 1-2 LOG writes and one PLAN read per step, ~5% failing ops, and
+the run's episode index that `automem rollout` writes when a run ends (``runs/<run>/episodes.parquet``). The
+query is also timed before that index exists (``duckdb_query_s_no_index``: one record file read per episode).
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from automem.analytics import query  # noqa: E402
 from automem.diagnostics import diagnose  # noqa: E402
 from automem.memory import MemoryStore  # noqa: E402
+from automem.trajectory import Storage  # noqa: E402
+from automem.trajectory.runs import write_episode_index  # noqa: E402
 from automem.trajectory.schemas import TABLES  # noqa: E402
 
 SCAFFOLDS = ["crafter-v0", "crafter-v1", "crafter-v2", "crafter-v3"]
@@ -358,6 +362,12 @@ def main() -> None:
         gen_s = time.perf_counter() - t0
         n_steps = query(root, "SELECT count(*) AS n FROM steps")["n"][0].as_py()
         write_jsonl(root, work)
+        no_index = []
+        for _ in range(2):
+            t0 = time.perf_counter()
+            query(root, AGG_SQL)
+            no_index.append(time.perf_counter() - t0)
+        write_episode_index(Storage(root), "bench")  # as `automem rollout` does when a run ends
         # Interleaved, best of each: other work on a shared machine slows either side at random.
         times, scans = [], []
         for _ in range(2):
@@ -386,6 +396,8 @@ def main() -> None:
                     "steps": n_steps,
                     "memory_ops": query(root, "SELECT count(*) AS n FROM memory_ops")["n"][0].as_py(),
                     "speedup_vs_jsonl_scan": round(scan_s / min(times), 1),
+                    "speedup_vs_jsonl_scan_no_index": round(scan_s / min(no_index), 1),
+                    "duckdb_query_s_no_index": round(min(no_index), 3),
                     "duckdb_query_s": round(min(times), 3),
                     "jsonl_scan_s": round(scan_s, 2),
                     "duckdb_query_s_runs": [round(x, 2) for x in times],

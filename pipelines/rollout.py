@@ -119,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
         read_manifest,
         repair,
     )
-    from automem.trajectory.runs import write_manifest
+    from automem.trajectory.runs import write_episode_index, write_manifest
     from automem.trajectory.storage import aws_credentials
     from pipelines._common import env_family, known_env_ids, resolve_endpoint
 
@@ -282,9 +282,14 @@ def run(args: argparse.Namespace) -> int:
         return 1
     finally:
         try:
+            # The run's records in one file, so queries need not read one file per episode.
+            write_episode_index(storage, run_id)
             lease.release()
-        except StorageError:
-            pass
+        except StorageError as exc:
+            print(
+                f"automem rollout: could not write the episode index or release the lease: {exc}",
+                file=sys.stderr,
+            )
     _summary(result, run_id, args.out, skipped, scheduler.progress())
     if result.interrupted:
         print(

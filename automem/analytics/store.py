@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 import pyarrow.dataset as ds
 
-from automem.trajectory.reader import committed_files, table_files
+from automem.trajectory.reader import committed_files, episode_records, table_files
 from automem.trajectory.schemas import TABLES
 from automem.trajectory.storage import Storage
 from automem.trajectory.writer import episode_of
@@ -107,15 +107,19 @@ def connect(
     if threads:
         con.execute(f"SET threads = {int(threads)}")
     # The commit records: one small row per episode, but one file per episode, so on large stores the cost is
-    # per file. They are read once, into memory (a few hundred bytes an episode): they pick the other tables'
-    # files and attempts, and a query that joins them does not pay the per-file cost again.
-    files = table_files(st, "episodes")
+    # per file. They are read once, into memory (a few hundred bytes an episode), from the runs' episode indexes
+    # where a finished rollout wrote one and from the record files otherwise: they pick the other tables' files
+    # and attempts, and a query that joins them does not pay the per-file cost again.
+    indexed, files = episode_records(st)
+    con.register("_indexed_episodes", indexed)
     if files:
+        src = _source(con, "_raw_episodes", st, "episodes", files)
         con.execute(
-            f"CREATE TABLE _episodes AS SELECT * FROM {_source(con, '_raw_episodes', st, 'episodes', files)}"
+            f"CREATE TABLE _episodes AS SELECT * FROM _indexed_episodes UNION ALL BY NAME SELECT * FROM {src}"
         )
     else:
-        con.register("_episodes", TABLES["episodes"].empty_table())
+        con.execute("CREATE TABLE _episodes AS SELECT * FROM _indexed_episodes")
+    con.unregister("_indexed_episodes")
     con.execute("CREATE VIEW episodes AS SELECT * FROM _episodes")
     if episodes:
         con.register("_selected", select_episodes(con, episodes))

@@ -4,6 +4,12 @@ The files of a table are ``tables/<table>/<run>/<episode>.parquet`` (``-a<attemp
 episode is committed once its ``episodes`` file exists; the other tables' files are written just before it, so a
 listing of a folder can briefly show an episode whose record is being written (or, after a killed process, one
 whose commit never finished, until ``repair``). The readers here list only files of committed episodes.
+
+The commit records are one small file per episode, so reading them costs per file (most of a query's time on a
+large store). A finished rollout therefore also writes ``runs/<run>/episodes.parquet``, the run's records in one
+file (``write_episode_index``): a cache outside ``tables/`` (no plain read of a table folder sees it twice) that
+the readers use for the episodes whose own record file is listed, reading the others' files as usual. Records are
+never rewritten once committed, so an index can be behind the files but never contradict them.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
+import pyarrow.parquet as pq
 
 from automem.trajectory.schemas import TABLES
 from automem.trajectory.storage import Storage
@@ -57,10 +64,56 @@ def dataset(root: str | Storage, table: str, *, keys: pa.Table | None = None) ->
     )
 
 
+def index_path(storage: Storage, run_id: str) -> str:
+    """Where a run's episode index lives: ``runs/<run>/episodes.parquet``."""
+    return storage.path("runs", run_id, "episodes.parquet")
+
+
+def episode_records(
+    root: str | Storage, *, run_id: str | None = None, columns: list[str] | None = None
+) -> tuple[pa.Table, list[str]]:
+    """The committed episode records: those the runs' indexes hold, and the record files they do not cover.
+
+    Returns:
+        ``(indexed, files)``: the indexed rows (only of episodes whose record file is listed now) and the record
+        files left to read. Together they are exactly the committed episodes.
+    """
+    st = _storage(root)
+    by_run: dict[str, dict[str, str]] = {}
+    for path in table_files(st, "episodes"):
+        key = episode_of("episodes", path)
+        if key is not None and (run_id is None or key[0] == run_id):
+            by_run.setdefault(key[0], {})[key[1]] = path
+    schema = (
+        TABLES["episodes"] if columns is None else pa.schema([TABLES["episodes"].field(c) for c in columns])
+    )
+    indexed: list[pa.Table] = []
+    rest: list[str] = []
+    for run, files in sorted(by_run.items()):
+        path = index_path(st, run)
+        table = None
+        if st.exists(path):
+            table = pq.read_table(
+                pa.BufferReader(st.read_bytes(path)), columns=columns, schema=TABLES["episodes"]
+            )
+            table = table.filter(pc.is_in(table.column("episode_id"), value_set=pa.array(sorted(files))))
+            indexed.append(table.cast(schema))
+        covered = set(table.column("episode_id").to_pylist()) if table is not None else set()
+        rest.extend(p for e, p in sorted(files.items()) if e not in covered)
+    return (pa.concat_tables(indexed) if indexed else schema.empty_table()), rest
+
+
 def committed_keys(root: str | Storage, run_id: str | None = None) -> pa.Table:
     """``(run_id, episode_id, attempt)`` of every committed episode (optionally of one run)."""
-    filt = pc.field("run_id") == run_id if run_id else None
-    return dataset(root, "episodes").to_table(columns=["run_id", "episode_id", "attempt"], filter=filt)
+    st = _storage(root)
+    cols = ["run_id", "episode_id", "attempt"]
+    indexed, files = episode_records(st, run_id=run_id, columns=cols)
+    if not files:
+        return indexed
+    rest = ds.dataset(files, schema=TABLES["episodes"], format="parquet", filesystem=st.fs).to_table(
+        columns=cols
+    )
+    return pa.concat_tables([indexed, rest])
 
 
 def _composite(table: pa.Table) -> pa.Array:

@@ -12,7 +12,10 @@ import uuid
 from importlib import metadata
 from typing import Any
 
-from automem.trajectory.reader import committed_keys, read_manifest
+import pyarrow as pa
+import pyarrow.dataset as ds
+
+from automem.trajectory.reader import committed_keys, episode_records, index_path, read_manifest
 from automem.trajectory.schemas import SCHEMA_VERSION, TABLES
 from automem.trajectory.storage import TMP_PREFIX, Storage
 from automem.trajectory.writer import PUBLISHED, check_id, episode_of
@@ -57,6 +60,21 @@ def write_manifest(storage: Storage, run_id: str, manifest: dict[str, Any]) -> d
 
 def committed_episode_ids(storage: Storage, run_id: str) -> set[str]:
     return set(committed_keys(storage, run_id).column("episode_id").to_pylist())
+
+
+def write_episode_index(storage: Storage, run_id: str) -> int:
+    """Write ``runs/<run>/episodes.parquet``: the run's committed records in one file, read by the store's readers
+    instead of one file per episode (see ``automem.trajectory.reader``). Safe at any time; returns the rows.
+    """
+    indexed, files = episode_records(storage, run_id=run_id)
+    parts = [indexed]
+    if files:
+        parts.append(
+            ds.dataset(files, schema=TABLES["episodes"], format="parquet", filesystem=storage.fs).to_table()
+        )
+    table = pa.concat_tables(parts).sort_by("episode_id")
+    storage.write_table(index_path(storage, run_id), table)
+    return table.num_rows
 
 
 def staged_attempts(storage: Storage, run_id: str) -> dict[str, int]:
@@ -169,5 +187,6 @@ __all__ = [
     "read_manifest",
     "repair",
     "staged_attempts",
+    "write_episode_index",
     "write_manifest",
 ]

@@ -283,3 +283,30 @@ def test_staged_attempts_and_the_run_lease(tmp_path):
     first.acquire()
     first.release()
     assert first.holder() is None
+
+
+def test_the_episode_index_is_a_cache_that_never_changes_what_readers_see(tmp_path):
+    from automem.analytics import query
+    from automem.trajectory import committed_keys
+    from automem.trajectory.reader import episode_records
+    from automem.trajectory.runs import write_episode_index
+
+    root = str(tmp_path)
+    storage = Storage(root)
+    for e in ("ep-1", "ep-2", "ep-3"):
+        play(storage, e, steps=3)
+    sql = "SELECT episode_id, steps, system_prompt FROM episodes ORDER BY 1"
+    before = query(root, sql).to_pylist()
+    assert write_episode_index(storage, "run1") == 3
+    indexed, files = episode_records(storage)
+    assert indexed.num_rows == 3 and files == []  # every record comes from the one index file
+    assert query(root, sql).to_pylist() == before
+    # Committed after the index: read from its own file. Gone from tables/ (deleted by hand): gone for readers.
+    play(storage, "ep-4", steps=2)
+    storage.delete_file(storage.path("tables", "episodes", "run1", "ep-1.parquet"))
+    rows = query(root, sql).to_pylist()
+    assert [r["episode_id"] for r in rows] == ["ep-2", "ep-3", "ep-4"]
+    assert sorted(committed_keys(storage).column("episode_id").to_pylist()) == ["ep-2", "ep-3", "ep-4"]
+    assert load_store(root)["steps"].num_rows == 3 + 3 + 2
+    # The index lives outside tables/: a plain read of the episodes folder sees each record once.
+    assert ds.dataset(str(tmp_path / "tables" / "episodes"), format="parquet").count_rows() == 3
