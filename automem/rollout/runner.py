@@ -206,7 +206,9 @@ class EpisodeRunner:
             self.stats_["running"] -= 1
             if env is not None:
                 env.close()
-            shutil.rmtree(memory_root, ignore_errors=True)
+            # Off the event loop: removing a folder is a few slow syscalls per file, and hundreds of episodes
+            # ending together would stall every other episode's turn (seen: 1.5 s of loop time per 500).
+            await asyncio.to_thread(shutil.rmtree, memory_root, True)
 
     def _already(self, job: EpisodeJob, row: dict[str, Any]) -> dict[str, Any]:
         """The summary of an episode found committed (its ``episodes`` row) instead of played."""

@@ -205,14 +205,18 @@ class Storage:
 
         self.retry(f"publish {src}", go)
 
-    def concat_parquet(self, dst: str, schema: pa.Schema, parts: list[str]) -> None:
-        """Write the rows of the Parquet files ``parts`` as one file at ``dst``, atomically, one part in memory
-        at a time (an episode's parts become one committed file)."""
+    def concat_parquet(
+        self, dst: str, schema: pa.Schema, parts: list[str], *, tail: pa.Table | None = None
+    ) -> None:
+        """Write the rows of the Parquet files ``parts`` (then ``tail``) as one file at ``dst``, atomically, one
+        part in memory at a time (an episode's parts become one committed file)."""
 
         def fill(f: pa.NativeFile) -> None:
             with pq.ParquetWriter(f, schema, compression="zstd") as w:
                 for part in parts:
                     w.write_table(pq.read_table(part, filesystem=self.fs, schema=schema))
+                if tail is not None and tail.num_rows:
+                    w.write_table(tail)
 
         self.retry(f"write {dst}", lambda: self._atomic_write(dst, fill))
 

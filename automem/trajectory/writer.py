@@ -203,29 +203,36 @@ class EpisodeWriter:
         Raises:
             AlreadyCommitted: another attempt of this episode is committed already; nothing was written.
         """
-        self.flush()
+        rest = self.take()  # rows still buffered go straight into the committed files, not through staging
         done = self.committed_attempt()
         if done is not None and done != self.attempt:
             raise AlreadyCommitted(self.episode_id, done)
         if done is None:
-            self._publish(end, system_prompt)
+            self._publish(end, system_prompt, rest)
         # After the commit point: bookkeeping only. A failure here loses no data (repair drops the staging).
         try:
             self._attempt_row("ok", None)
-            self.storage.delete_dir(self.staging_dir())
+            if any(self._parts.values()):
+                self.storage.delete_dir(self.staging_dir())
         except StorageError as exc:
             log.warning("episode %s committed, but its bookkeeping failed: %s", self.episode_id, exc)
 
-    def _publish(self, end: EpisodeEnd, system_prompt: str) -> None:
+    def _publish(self, end: EpisodeEnd, system_prompt: str, rest: dict[str, list[dict[str, Any]]]) -> None:
         key = self._key()
         for table in STREAMED:
             parts = [self._staged(table, k) for k in range(self._parts[table])]
-            if len(parts) == 1:
+            tail = rest.get(table, [])
+            if (
+                not parts
+            ):  # a short episode: never staged (with no rows, an empty file still replaces a stale one)
+                self._write_rows(self._committed(table), table, tail)
+            elif len(parts) == 1 and not tail:
                 self.storage.publish(parts[0], self._committed(table))
-            elif parts:
-                self.storage.concat_parquet(self._committed(table), TABLES[table], parts)
-            else:  # no rows: an empty file still replaces whatever an earlier attempt left
-                self._write_rows(self._committed(table), table, [])
+            else:
+                data = pa.Table.from_pylist(tail, schema=TABLES[table])
+                self.storage.concat_parquet(self._committed(table), TABLES[table], parts, tail=data)
+                self.rows_written += data.num_rows
+                self.bytes_written += data.nbytes
         files = [
             {**key, "name": n, "content": c, "bytes": len(c.encode()), "lines": c.count("\n")}
             for n, c in sorted(end.memory_files.items())

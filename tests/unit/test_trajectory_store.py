@@ -176,9 +176,9 @@ class _CutAfter(Storage):
         self._tick()
         super().publish(src, dst)
 
-    def concat_parquet(self, dst, schema, parts):
+    def concat_parquet(self, dst, schema, parts, **kw):
         self._tick()
-        super().concat_parquet(dst, schema, parts)
+        super().concat_parquet(dst, schema, parts, **kw)
 
 
 @pytest.mark.parametrize("cut", range(5))
