@@ -61,3 +61,19 @@ class ScriptedChatModel:
             model=model,
             finish_reason="stop",
         )
+
+
+def step_script(action: str, note: str) -> Callable[[RecordedCall], str]:
+    """A script for one-turn LOG/PLAN agents (tests, fakes): LOG appends ``note`` to notes.md, PLAN searches for
+    its first word, the action commit answers ``action``. Every reply fits the agent's constraints."""
+    first = note.split()[0]
+
+    def reply(call: RecordedCall) -> str:
+        last = call.messages[-1]["content"]
+        if "Choose your next action" in last:
+            return action
+        if "PLAN:" in last:
+            return f"SEARCH {first} *\nDONE"
+        return f"APPEND notes.md {note}\nDONE"
+
+    return reply

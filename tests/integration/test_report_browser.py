@@ -22,6 +22,7 @@ import pytest
 from automem.agent import Agent, ModelRoute
 from automem.envs.fake import CorridorEnv
 from automem.llm import ScriptedChatModel
+from automem.llm.fake import step_script
 from automem.report import ReportConfig, write_report
 from automem.scaffold import load
 from automem.trajectory import EpisodeWriter, Storage
@@ -119,13 +120,7 @@ def chromium(tmp_path):
         proc.wait(timeout=20)
 
 
-def _script(call):
-    last = call.messages[-1]["content"]
-    if "Choose your next action" in last:
-        return "right"
-    if "PLAN:" in last:
-        return "SEARCH moved *\nDONE"
-    return "APPEND notes.md moved right at some step\nDONE"
+_script = step_script("right", "moved right at some step")
 
 
 def _store(root: pathlib.Path) -> None:

@@ -8,19 +8,13 @@ import asyncio
 import pytest
 
 from automem.llm import ScriptedChatModel
+from automem.llm.fake import step_script
 from automem.rollout import EpisodeRunner, RunnerConfig, make_jobs
 from automem.scaffold import load
 from automem.trajectory import Storage
 from automem.trajectory import load as load_store
 
-
-def script(call):
-    last = call.messages[-1]["content"]
-    if "Choose your next action" in last:
-        return "right"
-    if "PLAN:" in last:
-        return "SEARCH moved *\nDONE"
-    return "APPEND notes.md moved\nDONE"
+script = step_script("right", "moved")
 
 
 def one_job(steps=4):

@@ -12,6 +12,7 @@ import pytest
 from automem.agent import Agent, ModelRoute
 from automem.envs.fake import CorridorEnv
 from automem.llm import ScriptedChatModel
+from automem.llm.fake import step_script
 from automem.memory import replay
 from automem.scaffold import load
 from automem.trajectory import (
@@ -35,13 +36,7 @@ META = {
 }
 
 
-def script(call):
-    last = call.messages[-1]["content"]
-    if "Choose your next action" in last:
-        return "right"
-    if "PLAN:" in last:
-        return "SEARCH moved *\nDONE"
-    return "APPEND notes.md moved once more\nDONE"
+script = step_script("right", "moved once more")
 
 
 def play(storage, episode_id, attempt=1, commit=True, steps=6, length=50, flush_rows=8):
