@@ -57,24 +57,24 @@ def snapshot(path):
     }
 
 
+TEMPLATES = [
+    "READ {n}",
+    "TAIL {n}",
+    "COUNT {n} s",
+    "SEARCH s {n}",
+    "CREATE {n}",
+    "WRITE {n} pwned",
+    "APPEND {n} pwned",
+    "UPSERT {n} k pwned",
+    "REPLACE {n} secret pwned",
+    "DELETE {n}",
+]
+
+
 @pytest.mark.parametrize(
     "name", HOSTILE_NAMES + ["linkdir/secret.md", "link.md", "inner-link.md", "linkdir/new.md"]
 )
-@pytest.mark.parametrize(
-    "template",
-    [
-        "READ {n}",
-        "TAIL {n}",
-        "COUNT {n} s",
-        "SEARCH s {n}",
-        "CREATE {n}",
-        "WRITE {n} pwned",
-        "APPEND {n} pwned",
-        "UPSERT {n} k pwned",
-        "REPLACE {n} secret pwned",
-        "DELETE {n}",
-    ],
-)
+@pytest.mark.parametrize("template", TEMPLATES)
 def test_hostile_names_are_refused_and_touch_nothing(sandbox, name, template):
     store, root, outside = sandbox
     before_out, before_root = snapshot(outside), snapshot(root)
@@ -156,20 +156,6 @@ def test_fresh_root_refuses_a_used_directory(tmp_path):
     (tmp_path / "old.md").write_text("x")
     with pytest.raises(FileExistsError):
         MemoryStore.fresh(tmp_path)
-
-
-TEMPLATES = [
-    "READ {n}",
-    "TAIL {n}",
-    "COUNT {n} s",
-    "SEARCH s {n}",
-    "CREATE {n}",
-    "WRITE {n} pwned",
-    "APPEND {n} pwned",
-    "UPSERT {n} k pwned",
-    "REPLACE {n} secret pwned",
-    "DELETE {n}",
-]
 
 
 @pytest.mark.parametrize("planted", ["before", "after"])
