@@ -196,6 +196,11 @@ def _engine_kwargs(cfg) -> dict:
 def offline_tokens_per_s(model_dir: Path, kwargs: dict, n: int, cpu_env: dict[str, str]) -> float:
     """Run :func:`_offline_main` in a fresh process (``vllm.LLM`` must start under ``__main__``), with the
     endpoint's engine arguments and CPU settings (KV-cache size, thread binding)."""
+    return offline_run(model_dir, kwargs, n, cpu_env)["tokens_per_s"]
+
+
+def offline_run(model_dir: Path | str, kwargs: dict, n: int, cpu_env: dict[str, str]) -> dict[str, float]:
+    """``{"tokens_per_s", "ready_s"}`` of the offline engine on ``n`` prompts (see ``offline_tokens_per_s``)."""
     env = dict(os.environ, PYTHONPATH=str(ROOT), **cpu_env)
     request = json.dumps({"model": str(model_dir), "kwargs": kwargs, "n": n})
     proc = subprocess.run(
@@ -203,7 +208,7 @@ def offline_tokens_per_s(model_dir: Path, kwargs: dict, n: int, cpu_env: dict[st
     )
     for line in reversed(proc.stdout.splitlines()):
         if line.startswith("OFFLINE "):
-            return float(line.split()[1])
+            return json.loads(line[len("OFFLINE ") :])
     raise RuntimeError(f"offline engine failed:\n{proc.stderr[-3000:]}")
 
 
@@ -211,13 +216,16 @@ def _offline_main(request: dict) -> None:
     from vllm import LLM, SamplingParams
 
     # At most 32 sequences batched, as with 32 requests in flight through Serve.
+    t0 = time.perf_counter()
     llm = LLM(model=request["model"], **{**request["kwargs"], "max_num_seqs": 32})
+    ready = time.perf_counter() - t0
     params = SamplingParams(temperature=0.0, max_tokens=MAX_TOKENS, ignore_eos=True)
     llm.chat(prompts(8), params, use_tqdm=False)  # warm-up
     t0 = time.perf_counter()
     outs = llm.chat(prompts(request["n"]), params, use_tqdm=False)
     wall = time.perf_counter() - t0
-    print(f"OFFLINE {sum(len(o.outputs[0].token_ids) for o in outs) / wall}", flush=True)
+    tokens = sum(len(o.outputs[0].token_ids) for o in outs)
+    print("OFFLINE " + json.dumps({"tokens_per_s": tokens / wall, "ready_s": ready}), flush=True)
 
 
 def main() -> None:

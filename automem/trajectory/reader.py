@@ -103,17 +103,23 @@ def episode_records(
     return (pa.concat_tables(indexed) if indexed else schema.empty_table()), rest
 
 
-def committed_keys(root: str | Storage, run_id: str | None = None) -> pa.Table:
-    """``(run_id, episode_id, attempt)`` of every committed episode (optionally of one run)."""
+def read_episode_records(
+    root: str | Storage, *, run_id: str | None = None, columns: list[str] | None = None
+) -> pa.Table:
+    """Every committed episode record (optionally of one run, some columns): indexes and record files together."""
     st = _storage(root)
-    cols = ["run_id", "episode_id", "attempt"]
-    indexed, files = episode_records(st, run_id=run_id, columns=cols)
+    indexed, files = episode_records(st, run_id=run_id, columns=columns)
     if not files:
         return indexed
     rest = ds.dataset(files, schema=TABLES["episodes"], format="parquet", filesystem=st.fs).to_table(
-        columns=cols
+        columns=columns
     )
     return pa.concat_tables([indexed, rest])
+
+
+def committed_keys(root: str | Storage, run_id: str | None = None) -> pa.Table:
+    """``(run_id, episode_id, attempt)`` of every committed episode (optionally of one run)."""
+    return read_episode_records(root, run_id=run_id, columns=["run_id", "episode_id", "attempt"])
 
 
 def _composite(table: pa.Table) -> pa.Array:

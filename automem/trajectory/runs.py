@@ -12,10 +12,7 @@ import uuid
 from importlib import metadata
 from typing import Any
 
-import pyarrow as pa
-import pyarrow.dataset as ds
-
-from automem.trajectory.reader import committed_keys, episode_records, index_path, read_manifest
+from automem.trajectory.reader import committed_keys, index_path, read_episode_records, read_manifest
 from automem.trajectory.schemas import SCHEMA_VERSION, TABLES
 from automem.trajectory.storage import TMP_PREFIX, Storage
 from automem.trajectory.writer import PUBLISHED, check_id, episode_of
@@ -66,13 +63,7 @@ def write_episode_index(storage: Storage, run_id: str) -> int:
     """Write ``runs/<run>/episodes.parquet``: the run's committed records in one file, read by the store's readers
     instead of one file per episode (see ``automem.trajectory.reader``). Safe at any time; returns the rows.
     """
-    indexed, files = episode_records(storage, run_id=run_id)
-    parts = [indexed]
-    if files:
-        parts.append(
-            ds.dataset(files, schema=TABLES["episodes"], format="parquet", filesystem=storage.fs).to_table()
-        )
-    table = pa.concat_tables(parts).sort_by("episode_id")
+    table = read_episode_records(storage, run_id=run_id).sort_by("episode_id")
     storage.write_table(index_path(storage, run_id), table)
     return table.num_rows
 
