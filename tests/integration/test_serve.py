@@ -121,22 +121,25 @@ def _metric_total(text: str, name: str) -> float:
     return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if pattern.match(line))
 
 
-def _prefix_counters() -> tuple[float, float]:
-    """(queried, hit) prompt tokens of the prefix cache, once Ray's metrics agent has exported them and they
-    stopped moving (it exports every few seconds)."""
-    last, deadline = (-1.0, -1.0), time.monotonic() + 120
+def _prefix_counters(at_least: float = 0) -> tuple[float, float]:
+    """(queried, hit) prompt tokens of the prefix cache, once Ray's metrics agent has exported at least
+    `at_least` queried tokens and the counters held still for longer than one export interval (10 s by
+    default; two equal reads 5 s apart can both be stale)."""
+    reads: list[tuple[float, float]] = []
+    deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
         try:
             text = httpx.get(ray_metrics_url(), timeout=30).text
         except httpx.HTTPError:
             text = ""
 
-        now = (_metric_total(text, "prefix_cache_queries"), _metric_total(text, "prefix_cache_hits"))
-        if now == last and now[0] > 0:
-            return now
-        last = now
-        time.sleep(5)
-    raise AssertionError(f"prefix-cache counters did not settle: {last}")
+        reads.append((_metric_total(text, "prefix_cache_queries"), _metric_total(text, "prefix_cache_hits")))
+        if len(reads) >= 3 and reads[-1] == reads[-2] == reads[-3] and reads[-1][0] >= at_least:
+            return reads[-1]
+        time.sleep(6)
+    raise AssertionError(
+        f"prefix-cache counters did not reach {at_least} queried tokens and settle: {reads[-3:]}"
+    )
 
 
 def test_prefix_caching_reuses_blocks_of_the_configured_size(embedded_endpoint):
@@ -160,11 +163,13 @@ def test_prefix_caching_reuses_blocks_of_the_configured_size(embedded_endpoint):
     ]
     common = next(i for i, (a, b) in enumerate(zip(ids[0], ids[1], strict=False)) if a != b)
     assert common % 128 >= block, "pick a prefix whose length tells 32- from 128-token blocks apart"
+    before, _ = _prefix_counters(at_least=0)
     _chat(embedded_endpoint, embedded_endpoint.model_id, prompts[0], max_tokens=2)  # cold: fills the cache
-    q0, h0 = _prefix_counters()
+    # Each request queries the cache with its whole prompt (a token of slack per request).
+    q0, h0 = _prefix_counters(at_least=before + len(ids[0]) - 1)
     for messages in prompts[1:]:
         _text(_chat(embedded_endpoint, embedded_endpoint.model_id, messages, max_tokens=2))
-    q1, h1 = _prefix_counters()
+    q1, h1 = _prefix_counters(at_least=q0 + sum(len(i) - 1 for i in ids[1:]))
     hits = h1 - h0
     assert hits == 3 * (common // block) * block, (hits, common, block)
     assert hits > 3 * (common // 128) * 128
