@@ -343,28 +343,21 @@ def test_diagnose_groups_by_scaffold_and_reads_committed_episodes_only(tmp_path)
 
 def _cost_store(root):
     # A: 4 steps, 1200 tokens, 6 s, progression 0.3; B: 6 steps, 2800 tokens, 10 s, progression 0.5.
-    write_episode(
-        root,
-        "r",
-        "a",
-        [Step("o")] * 4,
-        seed=1,
-        progression=0.3,
-        prompt_tokens=1000,
-        completion_tokens=200,
-        llm_seconds=6.0,
-    )
-    write_episode(
-        root,
-        "r",
-        "b",
-        [Step("o")] * 6,
-        seed=2,
-        progression=0.5,
-        prompt_tokens=2500,
-        completion_tokens=300,
-        llm_seconds=10.0,
-    )
+    for episode, steps, seed, progression, prompt, completion, seconds in (
+        ("a", 4, 1, 0.3, 1000, 200, 6.0),
+        ("b", 6, 2, 0.5, 2500, 300, 10.0),
+    ):
+        write_episode(
+            root,
+            "r",
+            episode,
+            [Step("o")] * steps,
+            seed=seed,
+            progression=progression,
+            prompt_tokens=prompt,
+            completion_tokens=completion,
+            llm_seconds=seconds,
+        )
 
 
 def test_tokens_and_model_seconds_per_step_and_per_progression_point(tmp_path):
