@@ -32,6 +32,13 @@ def one_job(steps=4):
     )[0]
 
 
+class Hanging(ScriptedChatModel):
+    """A model server that never answers in time."""
+
+    async def chat(self, messages, **kw):
+        await asyncio.sleep(30)
+
+
 def runner(tmp_path, client, **kw):
     return EpisodeRunner(RunnerConfig(endpoint="http://unused", storage_root=str(tmp_path), **kw), client)
 
@@ -52,10 +59,6 @@ def test_a_retry_of_a_committed_episode_is_answered_from_the_store(tmp_path):
 
 
 def test_an_attempt_over_its_time_limit_fails_with_the_reason_recorded(tmp_path):
-    class Hanging(ScriptedChatModel):
-        async def chat(self, messages, **kw):
-            await asyncio.sleep(30)
-
     r = runner(tmp_path, Hanging(script), episode_timeout_s=0.3)
     with pytest.raises(TimeoutError, match="episode_timeout_s"):
         asyncio.run(r.run(one_job()))
@@ -105,10 +108,6 @@ def test_next_attempts_count_recorded_and_staged_attempts(tmp_path):
     from automem.rollout.resume import next_attempts
 
     job = one_job()
-
-    class Hanging(ScriptedChatModel):
-        async def chat(self, messages, **kw):
-            await asyncio.sleep(30)
 
     with pytest.raises(TimeoutError):  # attempt 1 fails and is recorded
         asyncio.run(runner(tmp_path, Hanging(script), episode_timeout_s=0.2).run(job))
