@@ -34,14 +34,14 @@ class RayConnection:
     auth_mode: str
     """``token`` or ``disabled``, as this process sees it."""
 
-    def __str__(self) -> str:
-        return self.how
-
 
 def _auth_mode() -> str:
     # Ray records a mode it turns on in this process's environment (for its child processes); unset is disabled.
-    name = env_vars.RAY_AUTH_MODE.name
-    return env_vars.forwarded(env_vars.RAY_AUTH_MODE).get(name, "disabled").lower()
+    return (env_vars.RAY_AUTH_MODE.get() or "disabled").lower()
+
+
+def _connected(how: str, started: bool = False) -> RayConnection:
+    return RayConnection(how, started, gcs_address(), _auth_mode())
 
 
 def connect_ray(
@@ -56,39 +56,38 @@ def connect_ray(
     address with token auth needs ``RAY_AUTH_MODE=token``.
     """
     if ray.is_initialized():
-        return RayConnection("already connected", False, _gcs_address(), _auth_mode())
+        return _connected("already connected")
     runtime_env = {"env_vars": env} if env else None
     address = address or env_vars.RAY_ADDRESS.get()
     if address and address != LOCAL:
         ray.init(address=address, runtime_env=runtime_env, log_to_driver=False)
-        return RayConnection(f"connected to {address}", False, _gcs_address(), _auth_mode())
+        return _connected(f"connected to {address}")
     if address != LOCAL:
         try:
             # With RAY_AUTH_MODE unset, Ray enables token auth here if a token is available.
             ray.init(address="auto", runtime_env=runtime_env, log_to_driver=False)
-            return RayConnection("connected to the local cluster", False, _gcs_address(), _auth_mode())
+            return _connected("connected to the local cluster")
         except (ConnectionError, RuntimeError):
             pass
     # With RAY_AUTH_MODE unset, Ray 2.60 starts a new local cluster with token auth (and records the mode in this
     # process's environment); setting the variable here instead would come too late for Ray's cached config.
     ray.init(num_cpus=num_cpus, include_dashboard=False, runtime_env=runtime_env, log_to_driver=False)
-    mode = _auth_mode()
-    return RayConnection(
-        f"started a local cluster ({num_cpus} logical CPUs, {'token auth' if mode == 'token' else 'NO auth'})",
-        True,
-        _gcs_address(),
-        mode,
-    )
+    auth = "token auth" if _auth_mode() == "token" else "NO auth"
+    return _connected(f"started a local cluster ({num_cpus} logical CPUs, {auth})", started=True)
 
 
-def init_ray(address: str | None = None, *, num_cpus: int = 8, env: dict[str, str] | None = None) -> str:
-    """:func:`connect_ray`, returning only how it connected (for the log line; starts with ``started`` if it
-    started the cluster)."""
-    return connect_ray(address, num_cpus=num_cpus, env=env).how
-
-
-def _gcs_address() -> str | None:
+def gcs_address() -> str | None:
+    """The GCS address (``ip:port``) of the cluster this process is connected to, or None (for messages)."""
+    if not ray.is_initialized():
+        return None  # asking the runtime context would start a local cluster
     try:
         return ray.get_runtime_context().gcs_address
     except Exception:  # noqa: BLE001 - informational only
         return None
+
+
+def metrics_url() -> str:
+    """The Prometheus page of this node's Ray metrics agent, where Serve LLM's engine metrics land (this process
+    must be connected to a local cluster)."""
+    node = ray._private.worker._global_node  # no public accessor for the export port of a local node
+    return f"http://127.0.0.1:{node.metrics_export_port}/metrics"

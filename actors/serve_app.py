@@ -7,7 +7,6 @@ succeeds. The same code serves SmolLM2 on a laptop's CPU and a tensor-parallel m
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -19,6 +18,7 @@ import httpx
 import ray
 from ray import serve
 
+from actors.cluster import gcs_address
 from automem import env_vars
 from automem.llm.embedded import prepare_embedded_model
 from automem.serving import adapters
@@ -27,6 +27,7 @@ from automem.serving.config import EMBEDDED, ServeConfig
 from automem.serving.guard import ServeApp, ServeInstance, serve_conflict
 from automem.serving.local_s3 import LocalS3, start_local_s3
 from automem.serving.options import (
+    cpu_engine_env,
     engine_deployment_config,
     engine_kwargs,
     ingress_deployment_options,
@@ -52,21 +53,7 @@ def replica_env(cfg: ServeConfig, local_s3: LocalS3 | None) -> dict[str, str]:
                 env_vars.AWS_DEFAULT_REGION,
             )
         )
-    if cfg.accelerator == "cpu":
-        env.update(cpu_engine_env(cfg))
-    return env
-
-
-def cpu_engine_env(cfg: ServeConfig) -> dict[str, str]:
-    """The CPU build's engine settings that vLLM reads from the environment (KV-cache size, thread binding)."""
-    env = {}
-    if cfg.engine.cpu_kv_cache_gib is not None:
-        env["VLLM_CPU_KVCACHE_SPACE"] = str(cfg.engine.cpu_kv_cache_gib)  # vLLM parses it with int()
-    bind = cfg.engine.cpu_threads_bind
-    if bind == "all":  # resolved here, on the machine that starts the (local) endpoint
-        bind = f"0-{max(1, len(os.sched_getaffinity(0))) - 1}"
-    if bind != "auto":
-        env["VLLM_CPU_OMP_THREADS_BIND"] = bind
+    env.update(cpu_engine_env(cfg))
     return env
 
 
@@ -169,10 +156,8 @@ def check_no_conflict(cfg: ServeConfig) -> None:
     Raises:
         EndpointConflict: with what runs and what to do.
     """
-    try:
-        where = f"the Ray cluster at {ray.get_runtime_context().gcs_address}"
-    except Exception:  # noqa: BLE001 - only for the message
-        where = "this Ray cluster"
+    gcs = gcs_address()
+    where = f"the Ray cluster at {gcs}" if gcs else "this Ray cluster"
     reason = serve_conflict(
         running_serve(),
         app_name=APP_NAME,

@@ -21,7 +21,6 @@ import argparse
 import asyncio
 import json
 import os
-import re
 import subprocess
 import sys
 import time
@@ -127,42 +126,19 @@ async def _serve_run(
         return sum(counts), time.perf_counter() - t0
 
 
-def _prefix_counters(metrics_url: str) -> tuple[float, float]:
-    import httpx
-
-    text = httpx.get(metrics_url, timeout=30).text
-
-    def total(name: str) -> float:
-        pattern = re.compile(rf"^ray_vllm[:_]{name}(_total)?\{{")
-        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if pattern.match(line))
-
-    return total("prefix_cache_queries"), total("prefix_cache_hits")
-
-
-def _settled_counters(metrics_url: str, at_least: float) -> tuple[float, float]:
-    """Counters once the metrics agent has exported at least ``at_least`` queries and they stopped moving."""
-    last, deadline = (-1.0, -1.0), time.monotonic() + 90
-    while time.monotonic() < deadline:
-        now = _prefix_counters(metrics_url)
-        if now[0] >= at_least and now == last:
-            return now
-        last = now
-        time.sleep(6)
-    return last
-
-
 def serve_phase(config: str, n: int) -> dict:
     """Start the endpoint, measure throughput at 32 in flight and the prefix-cache hit rate, stop it."""
     import ray
     from ray import serve
 
+    from actors.cluster import metrics_url
     from actors.serve_app import start_endpoint, stop_endpoint
     from automem.serving.config import load_config
+    from automem.serving.metrics import prefix_cache_counters
+    from automem.serving.options import engine_kwargs
 
     cfg = load_config(config)
     ray.init(num_cpus=cfg.ray.num_cpus, include_dashboard=False, log_to_driver=False)
-    node = ray._private.worker._global_node  # no public accessor for a local node's metrics port
-    metrics_url = f"http://127.0.0.1:{node.metrics_export_port}/metrics"
     endpoint = None
     try:
         t0 = time.monotonic()
@@ -170,16 +146,16 @@ def serve_phase(config: str, n: int) -> dict:
         ready_s = time.monotonic() - t0
         asyncio.run(_serve_run(cfg.base_url, prompts(8), cfg.model.id, 8))  # warm-up
         tokens, wall = asyncio.run(_serve_run(cfg.base_url, prompts(n), cfg.model.id, 32))
-        q0, h0 = _settled_counters(metrics_url, 1)
+        q0, h0 = prefix_cache_counters(metrics_url(), at_least=1)
         agent = agent_prompts(48)
         for messages in agent:  # one at a time, as one agent would
             asyncio.run(_serve_run(cfg.base_url, [messages], cfg.model.id, 1))
-        q1, h1 = _settled_counters(metrics_url, q0 + 1)
+        q1, h1 = prefix_cache_counters(metrics_url(), at_least=q0 + 1)
         return {
             "serve_tokens_per_s_c32": tokens / wall,
             "prefix_cache_hit_rate": (h1 - h0) / (q1 - q0) if q1 > q0 else None,
             "time_to_ready_s": ready_s,
-            "engine_kwargs": _engine_kwargs(cfg),
+            "engine_kwargs": engine_kwargs(cfg),
         }
     finally:
         stop_endpoint(endpoint)
@@ -187,20 +163,10 @@ def serve_phase(config: str, n: int) -> dict:
         ray.shutdown()
 
 
-def _engine_kwargs(cfg) -> dict:
-    from actors.serve_app import engine_kwargs
-
-    return engine_kwargs(cfg)
-
-
-def offline_tokens_per_s(model_dir: Path, kwargs: dict, n: int, cpu_env: dict[str, str]) -> float:
-    """Run :func:`_offline_main` in a fresh process (``vllm.LLM`` must start under ``__main__``), with the
-    endpoint's engine arguments and CPU settings (KV-cache size, thread binding)."""
-    return offline_run(model_dir, kwargs, n, cpu_env)["tokens_per_s"]
-
-
 def offline_run(model_dir: Path | str, kwargs: dict, n: int, cpu_env: dict[str, str]) -> dict[str, float]:
-    """``{"tokens_per_s", "ready_s"}`` of the offline engine on ``n`` prompts (see ``offline_tokens_per_s``)."""
+    """``{"tokens_per_s", "ready_s"}`` of the offline engine on ``n`` prompts: :func:`_offline_main` in a fresh
+    process (``vllm.LLM`` must start under ``__main__``), with the endpoint's engine arguments and CPU settings
+    (KV-cache size, thread binding)."""
     env = dict(os.environ, PYTHONPATH=str(ROOT), **cpu_env)
     request = json.dumps({"model": str(model_dir), "kwargs": kwargs, "n": n})
     proc = subprocess.run(
@@ -245,10 +211,11 @@ def main() -> None:
     model_dir = prepare_embedded_model(progress=lambda m: print(m, file=sys.stderr))
     hf = transformers_tokens_per_s(model_dir, prompts(4))
     served = serve_phase(args.config, args.requests)
-    from actors.serve_app import cpu_engine_env
+    from automem.serving.options import cpu_engine_env
 
-    cpu_env = cpu_engine_env(cfg) if cfg.accelerator == "cpu" else {}
-    direct = offline_tokens_per_s(model_dir, served["engine_kwargs"], args.requests, cpu_env)
+    direct = offline_run(model_dir, served["engine_kwargs"], args.requests, cpu_engine_env(cfg))[
+        "tokens_per_s"
+    ]
     serve_tps = served["serve_tokens_per_s_c32"]
     result = {
         "benchmark": "serving",

@@ -32,9 +32,9 @@ def main() -> None:
     a = p.parse_args()
     from serving import MAX_TOKENS, offline_run
 
-    from actors.serve_app import cpu_engine_env, engine_kwargs
     from automem.llm.embedded import prepare_embedded_model
     from automem.serving.config import load_config
+    from automem.serving.options import cpu_engine_env, engine_kwargs
 
     model_dir = prepare_embedded_model(progress=lambda m: print(m, file=sys.stderr))
     out: dict = {

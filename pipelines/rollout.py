@@ -216,19 +216,12 @@ def run(args: argparse.Namespace) -> int:
     except RuntimeError as exc:
         lease.release()
         return _fail(str(exc))
-    from actors.cluster import init_ray
+    from actors.cluster import connect_ray
     from actors.scheduler import RolloutScheduler, RunnersFailing
 
-    actor_env = {
-        k: v
-        for k, v in {
-            "AWS_ENDPOINT_URL": env_vars.AWS_ENDPOINT_URL.get(),
-            "AUTOMEM_API_KEY": env_vars.AUTOMEM_API_KEY.get(),
-        }.items()
-        if v
-    }
+    actor_env = env_vars.forwarded(env_vars.AWS_ENDPOINT_URL, env_vars.AUTOMEM_API_KEY)
     actor_env.update(aws_credentials())
-    how = init_ray(args.address)
+    how = connect_ray(args.address).how
     print(f"ray: {how}; endpoint {endpoint}; writing to {args.out} (run {run_id})", file=sys.stderr)
     if not args.resume:
         write_manifest(

@@ -53,14 +53,6 @@ def ray_cluster():
         ray.shutdown()
 
 
-def ray_metrics_url() -> str:
-    """The Prometheus endpoint of this node's Ray metrics agent (engine metrics from Serve LLM land there)."""
-    import ray
-
-    node = ray._private.worker._global_node  # no public accessor for the export port of a local node
-    return f"http://127.0.0.1:{node.metrics_export_port}/metrics"
-
-
 @pytest.fixture(scope="session")
 def embedded_endpoint(ray_cluster, tmp_path_factory):
     """Start the real embedded app (deploy/serve-embedded.yaml on a free port) once; yield an EmbeddedEndpoint."""

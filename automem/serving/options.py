@@ -1,4 +1,5 @@
-"""The serve config mapped onto Ray Serve LLM's options: vLLM engine arguments and the two deployments' settings.
+"""The serve config mapped onto Ray Serve LLM's options: vLLM engine arguments, the two deployments' settings and the
+CPU engine's environment.
 
 Plain dictionaries, no Ray here, so the mapping is unit-tested without a cluster; ``actors/serve_app.py`` hands them
 to ``LLMConfig`` and ``serve.deployment``.
@@ -7,6 +8,7 @@ to ``LLMConfig`` and ``serve.deployment``.
 from __future__ import annotations
 
 import copy
+import os
 from typing import Any
 
 from automem.serving.config import GENERATED_ENGINE_KEYS, DeploymentConfig, IngressConfig, ServeConfig
@@ -76,3 +78,19 @@ def ingress_deployment_options(ingress: IngressConfig, defaults: dict[str, Any])
     if ingress.max_ongoing_requests is not None:
         options["max_ongoing_requests"] = ingress.max_ongoing_requests
     return options
+
+
+def cpu_engine_env(cfg: ServeConfig) -> dict[str, str]:
+    """The CPU build's engine settings that vLLM reads from the environment (KV-cache size, thread binding);
+    none for a GPU config."""
+    env: dict[str, str] = {}
+    if cfg.accelerator != "cpu":
+        return env
+    if cfg.engine.cpu_kv_cache_gib is not None:
+        env["VLLM_CPU_KVCACHE_SPACE"] = str(cfg.engine.cpu_kv_cache_gib)  # vLLM parses it with int()
+    bind = cfg.engine.cpu_threads_bind
+    if bind == "all":  # resolved here, on the machine that starts the (local) endpoint
+        bind = f"0-{max(1, len(os.sched_getaffinity(0))) - 1}"
+    if bind != "auto":
+        env["VLLM_CPU_OMP_THREADS_BIND"] = bind
+    return env

@@ -95,8 +95,8 @@ def offline_vllm_greedy(
     embedded endpoint's dtype and thread binding (the thread count changes float reduction order, so greedy
     texts could differ otherwise).
     """
-    from actors.serve_app import cpu_engine_env
     from automem.serving.config import load_config
+    from automem.serving.options import cpu_engine_env, engine_kwargs
 
     cfg = load_config(ROOT / "deploy/serve-embedded.yaml")
     env = dict(os.environ, **cpu_engine_env(cfg), PYTHONPATH=str(ROOT))
@@ -107,8 +107,8 @@ def offline_vllm_greedy(
             "adapter": str(adapter_dir),
             "messages": messages,
             "max_tokens": max_tokens,
-            "dtype": cfg.engine.dtype,
-            "block_size": cfg.engine.block_size,
+            # The endpoint's engine arguments, with a shorter context and fewer adapter slots (less memory).
+            "engine": {**engine_kwargs(cfg), "max_model_len": 1024, "max_loras": 2},
         }
     )
     proc = subprocess.run(
@@ -152,6 +152,7 @@ def run_cli_lifecycle(tmp: Path, *, ready_timeout_s: int = 480) -> dict:
     """
     import httpx
 
+    from actors.cluster import gcs_address
     from automem.llm.embedded import cache_dir, prepare_embedded_model
     from automem.serving.local_s3 import free_port, pid_alive, stop_process_group
     from automem.serving.state import read_state
@@ -203,7 +204,7 @@ def run_cli_lifecycle(tmp: Path, *, ready_timeout_s: int = 480) -> dict:
         if r.returncode != 0 or state is None:
             return seen
         gcs = state.ray_address
-        seen["own_cluster"] = bool(state.started_cluster and gcs and gcs != _session_gcs_address())
+        seen["own_cluster"] = bool(state.started_cluster and gcs and gcs != gcs_address())
         if gcs:
             bare = {k: v for k, v in env.items() if k != "RAY_AUTH_TOKEN"}
             probe = subprocess.Popen(
@@ -248,10 +249,3 @@ def run_cli_lifecycle(tmp: Path, *, ready_timeout_s: int = 480) -> dict:
             cli("serve", "--stop", timeout=150)
             if pid_alive(state.pid):
                 stop_process_group(state.pid, 10)  # the serving process leads its own session
-
-
-def _session_gcs_address() -> str | None:
-    """The GCS address of this test process's Ray cluster, if it is connected to one."""
-    import ray
-
-    return ray.get_runtime_context().gcs_address if ray.is_initialized() else None

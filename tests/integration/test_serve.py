@@ -8,12 +8,10 @@ embedded endpoint (tests/conftest.py), which starts when the first of them asks 
 from __future__ import annotations
 
 import re
-import time
 
 import httpx
 import pytest
 
-from tests.conftest import ray_metrics_url
 from tests.integration.serve_support import (
     PROBE,
     offline_vllm_greedy,
@@ -116,30 +114,14 @@ def test_structured_output_matches_memory_turn_grammar(embedded_endpoint, probe_
         assert re.fullmatch(regex, text), (model, regex, text)
 
 
-def _metric_total(text: str, name: str) -> float:
-    pattern = re.compile(rf"^ray_vllm[:_]{name}(_total)?\{{")
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if pattern.match(line))
+def _prefix_counters(at_least: float) -> tuple[float, float]:
+    from actors.cluster import metrics_url
+    from automem.serving.metrics import prefix_cache_counters
 
-
-def _prefix_counters(at_least: float = 0) -> tuple[float, float]:
-    """(queried, hit) prompt tokens of the prefix cache, once Ray's metrics agent has exported at least
-    `at_least` queried tokens and the counters held still for longer than one export interval (10 s by
-    default; two equal reads 5 s apart can both be stale)."""
-    reads: list[tuple[float, float]] = []
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        try:
-            text = httpx.get(ray_metrics_url(), timeout=30).text
-        except httpx.HTTPError:
-            text = ""
-
-        reads.append((_metric_total(text, "prefix_cache_queries"), _metric_total(text, "prefix_cache_hits")))
-        if len(reads) >= 3 and reads[-1] == reads[-2] == reads[-3] and reads[-1][0] >= at_least:
-            return reads[-1]
-        time.sleep(6)
-    raise AssertionError(
-        f"prefix-cache counters did not reach {at_least} queried tokens and settle: {reads[-3:]}"
-    )
+    try:
+        return prefix_cache_counters(metrics_url(), at_least=at_least)
+    except TimeoutError as e:
+        raise AssertionError(str(e)) from None
 
 
 def test_prefix_caching_reuses_blocks_of_the_configured_size(embedded_endpoint):
