@@ -12,8 +12,9 @@ Shape of Ray's ``Datasink``: start, write (repeatedly, while the episode runs), 
   file, empty if the episode wrote no rows to it, so nothing of an earlier attempt survives a later one.
 - An episode that already has a committed record is never committed again (``AlreadyCommitted``).
 - ``fail`` records the attempt and its reason in ``attempts``, drops the staged parts and removes files an
-  interrupted commit of this episode published without its record. ``repair`` (run at resume) does the same
-  for attempts that could not record their failure (a killed process).
+  interrupted commit of this episode published without its record (an attempt that did commit is left as it
+  is). ``repair`` (run at resume) does the same for attempts that could not record their failure (a killed
+  process).
 """
 
 from __future__ import annotations
@@ -262,9 +263,13 @@ class EpisodeWriter:
 
     def fail(self, reason: str, worker: str = "") -> None:
         """Record a failed attempt with its reason; drop its staged rows and anything an interrupted commit
-        published without the episode's record."""
+        published without the episode's record. An attempt that did commit (its runner died before returning)
+        is left as it is."""
+        done = self.committed_attempt()
+        if done == self.attempt:
+            return
         self._attempt_row("failed", reason[:4000], worker)
-        if self.committed_attempt() is None:
+        if done is None:
             for table in PUBLISHED:
                 self.storage.delete_file(self._committed(table))
         self.storage.delete_dir(self.staging_dir())

@@ -305,3 +305,14 @@ def test_the_episode_index_is_a_cache_that_never_changes_what_readers_see(tmp_pa
     assert load_store(root)["steps"].num_rows == 3 + 3 + 2
     # The index lives outside tables/: a plain read of the episodes folder sees each record once.
     assert ds.dataset(str(tmp_path / "tables" / "episodes"), format="parquet").count_rows() == 3
+
+
+def test_failing_an_attempt_that_committed_changes_nothing(tmp_path):
+    # A runner that committed and died before returning: the scheduler fails its in-flight attempt anyway.
+    storage = Storage(str(tmp_path))
+    play(storage, "ep1")
+    EpisodeWriter(storage, "run1", "ep1", 1, {}).fail("runner died")
+    tables = load_store(str(tmp_path), tables=("episodes", "steps", "attempts"))
+    assert tables["episodes"].column("attempt").to_pylist() == [1]
+    assert tables["steps"].num_rows == 6
+    assert [(a["attempt"], a["status"]) for a in tables["attempts"].to_pylist()] == [(1, "ok")]
