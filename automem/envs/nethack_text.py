@@ -11,6 +11,7 @@ Coordinates: ``x`` is the map column (east is +x), ``y`` the map row (south is +
 
 from __future__ import annotations
 
+from collections import Counter
 from functools import lru_cache
 from typing import Any
 
@@ -187,11 +188,16 @@ def describe_surroundings(
         return lines
     dist = np.maximum(np.abs(xs - x), np.abs(ys - y))  # moves needed, diagonals allowed
     order = np.lexsort((xs, ys, dist, k[ys, xs]))
+    # The squares in that order (kind, distance, row, column); from here on a square is its place in it.
+    sx, sy = xs[order], ys[order]
+    sx_list, sy_list = sx.tolist(), sy.tolist()
+    kind_list = k[sy, sx].tolist()
+    square_names = [names[g] for g in glyphs[sy, sx].tolist()]
     # Squares by name, nearest first; names in order of kind, then of their nearest square.
     groups: dict[str, list[int]] = {}
-    for i in order.tolist():
-        groups.setdefault(names[int(glyphs[ys[i], xs[i]])], []).append(i)
-    kind_of = {name: int(k[ys[m[0]], xs[m[0]]]) for name, m in groups.items()}
+    for j, name in enumerate(square_names):
+        groups.setdefault(name, []).append(j)
+    kind_of = {name: kind_list[m[0]] for name, m in groups.items()}
     cap = {
         name: len(m) if kind_of[name] == MONSTER else 1 if kind_of[name] == TERRAIN else per_name
         for name, m in groups.items()
@@ -207,18 +213,16 @@ def describe_surroundings(
         extra = min(budget, min(cap[name], len(groups[name])) - shown[name]) if shown[name] else 0
         shown[name] += extra
         budget -= extra
-    chosen = sorted(i for name, m in groups.items() for i in m[: shown[name]])
-    chosen.sort(key=lambda i: (int(k[ys[i], xs[i]]), int(dist[i]), int(ys[i]), int(xs[i])))
+    chosen = sorted(j for name, m in groups.items() for j in m[: shown[name]])
     lines.append("You see:")
-    lines.extend(
-        f"- {names[int(glyphs[ys[i], xs[i]])]}: {where(int(xs[i]) - x, int(ys[i]) - y)}" for i in chosen
-    )
+    lines.extend(f"- {square_names[j]}: {where(sx_list[j] - x, sy_list[j] - y)}" for j in chosen)
     for name, m in groups.items():
         if shown[name] and len(m) > shown[name] and kind_of[name] != TERRAIN:
             lines.append(f"- {name}: {len(m) - shown[name]} more, farther away")
-    left_out = [_KIND_WORD[kind_of[name]] for name in by_priority if not shown[name]]
+    # Names left out, counted by kind (a Counter keeps the kinds in the order first seen).
+    left_out = Counter(_KIND_WORD[kind_of[name]] for name in by_priority if not shown[name])
     if left_out:
-        counts = ", ".join(f"{left_out.count(w)} kinds of {w}" for w in dict.fromkeys(left_out))
+        counts = ", ".join(f"{n} kinds of {w}" for w, n in left_out.items())
         lines.append(f"- not listed, farther away: {counts} (see the map)")
     return lines
 
