@@ -45,6 +45,12 @@ def _death_reason(exc: Exception) -> str:
     return f"{type(exc).__name__}: ...{text[-400:]}" if len(text) > 400 else f"{type(exc).__name__}: {text}"
 
 
+def _task_error(exc: RayTaskError) -> str:
+    """The error that ended an episode task (its runner recorded it in ``attempts``)."""
+    cause = exc.cause if exc.cause is not None else exc
+    return f"{type(cause).__name__}: {cause}"[:500]
+
+
 @dataclass
 class RolloutResult:
     """What happened to every job of a run."""
@@ -172,29 +178,34 @@ class RolloutScheduler:
             self._replace(runner, why)
             return
         except RayTaskError as exc:
-            cause = exc.cause if exc.cause is not None else exc
-            self._retry_or_give_up(job, f"{type(cause).__name__}: {cause}"[:500])
+            self._retry_or_give_up(job, _task_error(exc))
             return
         except RayError as exc:  # e.g. the result object was lost with its node: play it again
             self._retry_or_give_up(job, f"{type(exc).__name__}: {exc}"[:500])
             return
+        self._record(summary)
+
+    def _record(self, summary: dict[str, Any]) -> None:
+        """Count one finished episode."""
         self.result.already_committed += bool(summary.get("already_committed"))
         self.result.done.append(summary)
         self._deaths_in_a_row = 0
 
     def _replace(self, runner: _Runner, error: str) -> None:
         """A runner died: keep what it had finished, record the rest as failed and re-queue it, start anew."""
-        # Results the actor returned before it died are in the object store: collect them, not replay them.
+        # Outcomes the actor returned before it died are in the object store: take them, not replay them.
         refs = list(runner.inflight)
         finished, _ = ray.wait(refs, num_returns=len(refs), timeout=0) if refs else ([], [])
         for ref in finished:
             try:
                 summary = ray.get(ref, timeout=0)
-            except Exception:
+            except RayTaskError as exc:  # the episode failed, and the runner recorded why
+                self._retry_or_give_up(runner.inflight.pop(ref), _task_error(exc))
+                continue
+            except Exception:  # the actor's death (or a lost result): failed below as "runner died"
                 continue
             del runner.inflight[ref]
-            self.result.done.append(summary)
-            self.result.already_committed += bool(summary.get("already_committed"))
+            self._record(summary)
         storage = Storage(self.config.storage_root, retry_for_s=self.config.storage_retry_s)
         for job in runner.inflight.values():
             try:
