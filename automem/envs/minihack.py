@@ -57,7 +57,7 @@ from typing import Any
 
 import numpy as np
 
-from automem.envs.nle_base import NLETextEnv
+from automem.envs.nle_base import _MORE, _MORE_KEY, NLETextEnv
 
 OBSERVATION_KEYS = ("glyphs", "blstats", "message", "inv_letters", "inv_strs", "tty_chars", "chars")
 BALROG_SETTINGS: dict[str, Any] = {
@@ -70,10 +70,6 @@ BALROG_SETTINGS: dict[str, Any] = {
 }
 _PATCH_LOCK = threading.Lock()  # envs may be built in threads; the loader patch below must not interleave
 _BOXOBAN_SETS = {"MiniHack-Boxoban-Medium-v0": "medium/train", "MiniHack-Boxoban-Hard-v0": "hard"}
-_MORE = b"--More--"
-_ASCII_SPACE = ord(" ")
-_ASCII_ESC = 27
-_ENTER = 13  # the key of the "more" action
 _MENU_HINT = "(a menu: an entry's letter selects it; more confirms or closes it)"
 _MENU_END = re.compile(r"\((?:end|\d+ of \d+)\)$")  # tty's last row of a menu page
 
@@ -112,7 +108,7 @@ def leave_menus_to_the_agent(env: Any) -> None:
     MiniHack's ``_previous_action`` (the action of the step, set by ``MiniHack.step``): written against nle 1.3.0
     and minihack 1.0.2.
     """
-    from nle.env.base import SKIP_EXCEPTIONS
+    from nle.env.base import ASCII_ESC, ASCII_SPACE, SKIP_EXCEPTIONS
 
     original = env._perform_known_steps
     internal_index, state_index = env._internal_index, env._program_state_index
@@ -129,19 +125,19 @@ def leave_menus_to_the_agent(env: Any) -> None:
                 screen = observation[tty_index].tobytes()
                 if _MORE not in screen:
                     key = int(env.actions[env._previous_action])
-                    if not (key == _ENTER and screen == shown[0]):
+                    if not (key == _MORE_KEY and screen == shown[0]):
                         shown[0] = screen
                         break  # the change: a menu page is left to the agent
-                observation, done = env.nethack.step(_ASCII_SPACE)
+                observation, done = env.nethack.step(ASCII_SPACE)
                 continue
             if internal[2]:  # getlin: NLE declines text input
-                observation, done = env.nethack.step(_ASCII_ESC)
+                observation, done = env.nethack.step(ASCII_ESC)
                 continue
             if internal[1]:  # yn_function: kept open under MiniHack's allow_all_yn_questions=True
                 message = bytes(observation[message_index])
                 if env._allow_all_yn_questions or any(e in message for e in SKIP_EXCEPTIONS):
                     break
-                observation, done = env.nethack.step(_ASCII_ESC)
+                observation, done = env.nethack.step(ASCII_ESC)
             break
         return observation, done
 
