@@ -89,10 +89,7 @@ class NLETextEnv:
             None,
         )
         # Esc cancels a question; the game's action set has it even where the agent's does not (MiniHack).
-        # Enter, which NetHack also reads as "never mind", is the fallback.
-        self._cancel_index: int | None = next(
-            (i for i, a in enumerate(self._env.actions) if int(a) == _ESC_KEY), self._more_index
-        )
+        self._esc_index = next((i for i, a in enumerate(self._env.actions) if int(a) == _ESC_KEY), None)
         self._typeable = {
             chr(int(self._env.actions[i])) for i in self._indices if int(self._env.actions[i]) < 128
         }
@@ -256,7 +253,8 @@ class NLETextEnv:
             if _MORE in obs["tty_chars"].tobytes():
                 key = self._more_index
             elif self._unanswerable(obs):
-                key = self._more_index if self._cancel_index is None else self._cancel_index
+                # Without Esc, Enter: NetHack also reads it as "never mind".
+                key = self._more_index if self._esc_index is None else self._esc_index
                 messages[-1] = (
                     messages[-1] or decode(obs["message"])
                 ) + " (no action types any of these answers, so the question was cancelled)"
