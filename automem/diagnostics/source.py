@@ -2,16 +2,18 @@
 
 A DuckDB view over a folder that does not exist is simply empty, so a mistyped root would give "0 rows" or "no
 committed episodes" and exit 0. ``open_store`` checks first: a local root must be an existing folder, and any root
-must hold a trajectory store, i.e. at least one finished (committed or failed) episode, found through the
-trajectory readers rather than by looking at files. An S3 root that cannot be reached fails after
-``retry_for_s`` seconds with a one-line ``StoreError``.
+must hold a trajectory store, i.e. at least one finished (committed or failed) episode, found in the trajectory
+reader's listing of the ``episodes`` and ``attempts`` tables (``table_files``: a listing, no file is opened) rather
+than by knowing the layout here. ``diagnose`` and the report take a ``Storage`` it returned as checked. An S3 root
+that cannot be reached fails after ``retry_for_s`` seconds with a one-line ``StoreError``.
 """
 
 from __future__ import annotations
 
 import os
 
-from automem.trajectory import Storage, StorageError, dataset
+from automem.trajectory import Storage, StorageError
+from automem.trajectory.reader import table_files
 
 READ_RETRY_S = 20.0
 """How long readers keep retrying an unreachable store by default (the writers' default is minutes)."""
@@ -44,7 +46,7 @@ def open_store(root: str | Storage, *, retry_for_s: float = READ_RETRY_S) -> Sto
             f"{st.uri}: {what} (ROOT is a store folder, e.g. `automem rollout --out`, or s3://...)"
         )
     try:
-        found = any(dataset(st, table).files for table in ("episodes", "attempts"))
+        found = any(table_files(st, table) for table in ("episodes", "attempts"))
     except StorageError as exc:
         cause = exc.__cause__ or exc
         raise StoreError(

@@ -19,6 +19,7 @@ import pyarrow.compute as pc
 from automem.diagnostics.episodes import KEY, META, EpisodeDiagnostics, analyse_store
 from automem.diagnostics.series import group_series
 from automem.diagnostics.stats import bootstrap_ci, ratio
+from automem.trajectory.storage import Storage
 
 
 @dataclass(frozen=True)
@@ -184,7 +185,9 @@ def diagnose(
     """Diagnostics of the committed episodes of a store, grouped.
 
     Args:
-        root: local folder, ``s3://bucket/prefix`` or a ``Storage``.
+        root: local folder or ``s3://bucket/prefix`` (checked by ``source.open_store``), or a ``Storage``, used
+            as it is (one from ``open_store``: a missing local folder raises ``FileNotFoundError``, an empty store
+            gives an empty table).
         by: grouping keys: aliases ``scaffold``, ``scaffold_content``, ``model`` (the memory model),
             ``action_model``, ``env``, ``run``, or a key or metadata column of ``episodes`` (``episodes.KEY``,
             ``episodes.META``).
@@ -192,13 +195,14 @@ def diagnose(
         ci: compute 95% bootstrap intervals.
 
     Raises:
-        StoreError: no store at ``root`` (``source.open_store``).
+        StoreError: no store at a ``root`` given as a folder or URI (``source.open_store``).
         ValueError: an unknown grouping column or episode selection.
     """
     from automem.analytics.store import connect
     from automem.diagnostics.source import open_store
 
-    con = connect(open_store(root), episodes=episodes)
+    st = root if isinstance(root, Storage) else open_store(root)
+    con = connect(st, episodes=episodes)
     try:
         per = analyse_store(con)
     finally:

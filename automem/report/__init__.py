@@ -10,8 +10,8 @@ from automem.report.html import render_html
 
 
 def write_report(root: Any, out: str | Path, config: ReportConfig | None = None) -> dict:
-    """Build the report of the store at ``root`` (a folder, ``s3://...`` or a ``Storage``) and write it to
-    ``out``, at most ``config.max_bytes`` long.
+    """Build the report of the store at ``root`` (a folder, ``s3://...`` or a ``Storage`` from ``open_store``)
+    and write it to ``out``, at most ``config.max_bytes`` long.
 
     Returns:
         A summary: ``path``, ``bytes``, ``episodes`` (all the report covers), ``listed`` (rows in its episode

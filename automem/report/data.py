@@ -30,6 +30,7 @@ from automem.diagnostics.source import READ_RETRY_S, open_store
 from automem.diagnostics.summary import MEASURES, aggregate, resolve_by
 from automem.report.html import embedded_size, render_html
 from automem.report.replay import episode_replay
+from automem.trajectory.storage import Storage
 
 _PLOT_POINTS = 200  # most points per line in the plots (steps are binned beyond that)
 _STRIP_POINTS = 300  # most episodes drawn per group in the progression plot
@@ -107,12 +108,16 @@ def _group_sql(by: list[str]) -> str:
 def build_payload(root: Any, cfg: ReportConfig) -> dict[str, Any]:
     """The report's data for the committed store at ``root``, sized so that its page fits ``cfg.max_bytes``.
 
+    ``root`` is a folder or URI, checked by ``open_store``, or a ``Storage`` used as it is (one ``open_store``
+    returned).
+
     Raises:
-        StoreError: no store at ``root``.
+        StoreError: no store at a ``root`` given as a folder or URI.
         ValueError: a bad selection or grouping, or a cap too small for the page without episodes.
     """
     by = resolve_by(cfg.by)
-    con = connect(open_store(root, retry_for_s=cfg.retry_for_s), episodes=cfg.episodes)
+    st = root if isinstance(root, Storage) else open_store(root, retry_for_s=cfg.retry_for_s)
+    con = connect(st, episodes=cfg.episodes)
     try:
         diag = analyse_store(con)
         per = diag.table
