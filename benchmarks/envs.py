@@ -79,9 +79,7 @@ def nle_pair(env_id: str, n: int) -> dict[str, Any]:
     text = make_env(env_id)
     raw_holder = make_env(env_id)  # its NLE env is stepped directly, with no text
     raw = raw_holder._env
-    # The text env wraps the game's step and NLE's quit to keep an ended game's last state (nle_base); the
-    # raw side runs on NLE's own methods.
-    del raw.nethack.step, raw._quit_game
+    raw_holder.remove_hooks()  # the raw side runs on NLE's own methods, not the text env's hooks
     indices = raw_holder._indices
     rng = np.random.default_rng(0)
     actions = [int(a) for a in rng.integers(0, len(indices), n)]

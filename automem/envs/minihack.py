@@ -249,6 +249,10 @@ class MiniHackTextEnv(NLETextEnv):
             leave_menus_to_the_agent(env)
         return env
 
+    def remove_hooks(self) -> None:
+        super().remove_hooks()
+        vars(self._env).pop("_perform_known_steps", None)  # leave_menus_to_the_agent's patch, where installed
+
     def _observe(self, obs: dict[str, np.ndarray], messages: list[str], ending: str = "") -> str:
         if not ending and not any(messages) and waits_on_menu(self._env):
             # A menu is drawn on the screen, not sent as a message. BALROG's message is read from the screen

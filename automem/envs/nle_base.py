@@ -228,6 +228,14 @@ class NLETextEnv:
         env._quit_game = quit_hook
         nethack.step = step_hook
 
+    def remove_hooks(self) -> None:
+        """Undo every patch this env made to its NLE env (``_install_end_hooks``, and a subclass's own).
+
+        What is left steps as NLE does by itself (``benchmarks/envs.py`` times it so); this text env must not be
+        stepped afterwards.
+        """
+        del self._env.nethack.step, self._env._quit_game
+
     def _unanswerable(self, obs: dict[str, np.ndarray]) -> bool:
         """Whether the game waits on a one-key question none of whose answers an action types."""
         # NLE's raw "internal" array (always kept, whatever the observation keys): [1] is in_yn_function.

@@ -296,6 +296,22 @@ def test_balrog_menus_close_with_nothing_chosen():
         env.close()
 
 
+def test_remove_hooks_leaves_nle_as_it_steps_by_itself():
+    """``remove_hooks`` (used by benchmarks/envs.py) undoes the end-state hooks and the menu patch alike."""
+    env = make_env("minihack-quest-easy-v0")
+    try:
+        env.reset(seed=0)
+        nle_env = env._env
+        patched = {"_quit_game", "_perform_known_steps"}
+        assert patched <= set(vars(nle_env)) and "step" in vars(nle_env.nethack)
+        env.remove_hooks()
+        assert not patched & set(vars(nle_env)) and "step" not in vars(nle_env.nethack)
+        nle_env.step(env._indices[[a.name for a in env.actions].index("pickup")])
+        assert not waits_on_menu(nle_env)  # NLE's own handling closes the menu with nothing chosen
+    finally:
+        env.close()
+
+
 def test_question_choices():
     assert question_choices("What do you want to zap? [f or ?*]") == {"f"}
     assert question_choices("What do you want to wield? [- a-c f or ?*]") == {"-", "a", "b", "c", "f"}
