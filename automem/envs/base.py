@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import operator
+import os
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -39,6 +40,16 @@ def check_seed(seed: object) -> int | None:
     if not 0 <= value < SEED_LIMIT:
         raise ValueError(f"seed must be in [0, 2**64), got {value}")
     return value
+
+
+def resolve_seed(seed: object) -> int:
+    """``check_seed(seed)``, with None drawn at random (from ``os.urandom``, below ``2**31 - 1``).
+
+    Raises:
+        ValueError: as ``check_seed``.
+    """
+    value = check_seed(seed)
+    return int.from_bytes(os.urandom(4), "little") % (2**31 - 1) if value is None else value
 
 
 @runtime_checkable

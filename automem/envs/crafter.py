@@ -14,10 +14,9 @@ fast and exactly reproducible:
 from __future__ import annotations
 
 import collections
-import os
 from typing import Any
 
-from automem.envs.base import ActionSpec, InvalidActionError, check_seed, validate_action
+from automem.envs.base import ActionSpec, InvalidActionError, resolve_seed, validate_action
 from automem.envs.crafter_text import ACHIEVEMENTS, describe
 from automem.envs.registry import remake
 
@@ -174,10 +173,7 @@ class CrafterTextEnv:
             ValueError: ``seed`` is not an int in ``[0, 2**64)`` (``check_seed``, the same rule as every env's,
                 although Crafter itself would take any int).
         """
-        seed = check_seed(seed)
-        if seed is None:
-            seed = int.from_bytes(os.urandom(4), "little") % (2**31 - 1)
-        self._seed = seed
+        self._seed = resolve_seed(seed)
         env = self._env
         env._seed = self._seed
         env._episode = 0  # crafter seeds each world from (seed, episode number)

@@ -19,13 +19,12 @@ game ended and renders that, with the messages on the way and a line saying how 
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 from typing import Any
 
 import numpy as np
 
-from automem.envs.base import ActionSpec, InvalidActionError, check_seed, validate_action
+from automem.envs.base import ActionSpec, InvalidActionError, resolve_seed, validate_action
 from automem.envs.nethack_actions import action_set
 from automem.envs.nethack_text import decode, render
 from automem.envs.registry import remake
@@ -132,10 +131,7 @@ class NLETextEnv:
         Raises:
             ValueError: ``seed`` is not an int in ``[0, 2**64)`` (``check_seed``; NetHack's seeds are 64-bit).
         """
-        seed = check_seed(seed)
-        if seed is None:
-            seed = int.from_bytes(os.urandom(4), "little") % (2**31 - 1)
-        self._seed = seed
+        self._seed = resolve_seed(seed)
         self._seed_nle(self._seed)
         self._end_obs, self._raw_messages = None, []
         obs, info = self._reset_nle()
