@@ -10,8 +10,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import pyarrow.compute as pc
-
 from automem.trajectory.reader import dataset
 from automem.trajectory.runs import staged_attempts
 from automem.trajectory.storage import Storage
@@ -59,9 +57,7 @@ def job_settings(given: dict[str, Any], manifest: dict[str, Any] | None) -> dict
 def next_attempts(storage: Storage, run_id: str) -> dict[str, int]:
     """Per episode, one more than the highest attempt recorded in ``attempts`` or left in staging, so a resume
     never reuses an attempt number (call it before ``repair``, which drops the staging it counts)."""
-    table = dataset(storage, "attempts").to_table(
-        columns=["episode_id", "attempt"], filter=pc.field("run_id") == run_id
-    )
+    table = dataset(storage, "attempts", run_id=run_id).to_table(columns=["episode_id", "attempt"])
     seen = staged_attempts(storage, run_id)
     for eid, att in zip(
         table.column("episode_id").to_pylist(), table.column("attempt").to_pylist(), strict=True

@@ -31,36 +31,50 @@ def _storage(root: str | Storage) -> Storage:
     return root if isinstance(root, Storage) else Storage(root)
 
 
-def table_files(root: str | Storage, table: str) -> list[str]:
-    """Every Parquet file in ``tables/<table>/`` (committed or not), as paths on ``Storage(root).fs``."""
+def table_files(root: str | Storage, table: str, run_id: str | None = None) -> list[str]:
+    """Every Parquet file in ``tables/<table>/`` (committed or not), as paths on ``Storage(root).fs``; with
+    ``run_id``, only that run's (one listing of ``tables/<table>/<run>/``)."""
     if table not in TABLES:
         raise KeyError(f"no table {table!r}; tables: {', '.join(TABLES)}")
     st = _storage(root)
-    return [f for f in st.list_files(st.path("tables", table)) if f.endswith(".parquet")]
+    if run_id is None:
+        return [f for f in st.list_files(st.path("tables", table)) if f.endswith(".parquet")]
+    # Only files right in the run's folder (a run id is one path component; "a/b" or ".." names no run).
+    return [
+        f
+        for f in st.list_files(st.path("tables", table, run_id))
+        if f.endswith(".parquet") and f.rsplit("/", 2)[-2] == run_id
+    ]
 
 
-def committed_files(root: str | Storage, table: str, keys: pa.Table | None = None) -> list[str]:
+def committed_files(
+    root: str | Storage, table: str, keys: pa.Table | None = None, run_id: str | None = None
+) -> list[str]:
     """The files of ``table`` that belong to committed episodes (``episodes`` and ``attempts``: all of them).
 
     Args:
         root: local folder or ``s3://bucket/prefix``.
         table: one of the store's tables.
         keys: the committed keys (``committed_keys``), when the caller already has them.
+        run_id: only this run's files.
     """
     st = _storage(root)
-    files = table_files(st, table)
+    files = table_files(st, table, run_id)
     if table in ("episodes", "attempts"):
         return files
-    keys = committed_keys(st) if keys is None else keys
+    keys = committed_keys(st, run_id) if keys is None else keys
     wanted = set(zip(keys.column("run_id").to_pylist(), keys.column("episode_id").to_pylist(), strict=True))
     return [path for path in files if episode_of(table, path) in wanted]
 
 
-def dataset(root: str | Storage, table: str, *, keys: pa.Table | None = None) -> ds.Dataset:
-    """A pyarrow dataset over the committed files of one table (empty, with its schema, if there are none)."""
+def dataset(
+    root: str | Storage, table: str, *, keys: pa.Table | None = None, run_id: str | None = None
+) -> ds.Dataset:
+    """A pyarrow dataset over the committed files of one table, optionally of one run (empty, with its schema,
+    if there are none)."""
     st = _storage(root)
     return ds.dataset(
-        committed_files(st, table, keys), schema=TABLES[table], format="parquet", filesystem=st.fs
+        committed_files(st, table, keys, run_id), schema=TABLES[table], format="parquet", filesystem=st.fs
     )
 
 
@@ -80,9 +94,9 @@ def episode_records(
     """
     st = _storage(root)
     by_run: dict[str, dict[str, str]] = {}
-    for path in table_files(st, "episodes"):
+    for path in table_files(st, "episodes", run_id):
         key = episode_of("episodes", path)
-        if key is not None and (run_id is None or key[0] == run_id):
+        if key is not None:
             by_run.setdefault(key[0], {})[key[1]] = path
     schema = (
         TABLES["episodes"] if columns is None else pa.schema([TABLES["episodes"].field(c) for c in columns])
@@ -144,15 +158,23 @@ def load(
         columns: per table, the columns to read (the key columns are always included).
     """
     st = _storage(root)
-    keys = committed_keys(st, run_id)
+    key_cols = ["run_id", "episode_id", "attempt"]
+
+    def cols_of(name: str) -> list[str] | None:
+        return list(dict.fromkeys([*key_cols, *columns[name]])) if columns and name in columns else None
+
+    # The records, read once: the committed keys and (if asked for) the episodes table, by run and episode.
+    records = read_episode_records(
+        st, run_id=run_id, columns=cols_of("episodes") if "episodes" in tables else key_cols
+    ).sort_by([("run_id", "ascending"), ("episode_id", "ascending")])
+    keys = records.select(key_cols)
     out: dict[str, pa.Table] = {}
     for name in tables:
-        cols = None
-        if columns and name in columns:
-            cols = list(dict.fromkeys(["run_id", "episode_id", "attempt", *columns[name]]))
-        filt = pc.field("run_id") == run_id if run_id else None
-        table = dataset(st, name, keys=keys).to_table(columns=cols, filter=filt)
-        if name not in ("episodes", "attempts"):
+        if name == "episodes":
+            out[name] = records
+            continue
+        table = dataset(st, name, keys=keys, run_id=run_id).to_table(columns=cols_of(name))
+        if name != "attempts":
             # Arrow's join cannot carry list columns (memory_ops.args), so filter on a composite key instead.
             table = table.filter(pc.is_in(_composite(table), value_set=_composite(keys)))
         out[name] = table

@@ -316,3 +316,29 @@ def test_failing_an_attempt_that_committed_changes_nothing(tmp_path):
     assert tables["episodes"].column("attempt").to_pylist() == [1]
     assert tables["steps"].num_rows == 6
     assert [(a["attempt"], a["status"]) for a in tables["attempts"].to_pylist()] == [(1, "ok")]
+
+
+def test_reads_of_one_run_list_only_its_folders(tmp_path):
+    from automem.rollout.resume import next_attempts
+    from automem.trajectory.reader import table_files
+    from automem.trajectory.runs import write_episode_index
+
+    storage = Storage(str(tmp_path))
+    for e in ("ep-2", "ep-1"):
+        play(storage, e, steps=2)
+    write_episode_index(storage, "run1")
+    play(storage, "ep-0", steps=2)  # committed after the index
+    other = EpisodeWriter(storage, "run2", "ep-9", 3, META)
+    other.commit(play(storage, "ep-x", commit=False, steps=1)[1])
+    assert [p.rsplit("/", 2)[-2] for p in table_files(storage, "steps", "run2")] == ["run2"]
+    assert table_files(storage, "steps", "..") == []  # not a run id: no run's files
+    everything = load_store(str(tmp_path))
+    assert everything["episodes"].column("run_id").to_pylist() == ["run1"] * 3 + ["run2"]
+    tables = load_store(str(tmp_path), run_id="run1", columns={"episodes": ["steps"]})
+    assert tables["episodes"].column_names == ["run_id", "episode_id", "attempt", "steps"]
+    assert tables["episodes"].column("episode_id").to_pylist() == ["ep-0", "ep-1", "ep-2"]
+    assert set(tables["steps"].column("run_id").to_pylist()) == {"run1"} and tables["steps"].num_rows == 6
+    assert load_store(str(tmp_path), ("attempts",), run_id="run2")["attempts"].column(
+        "attempt"
+    ).to_pylist() == [3]
+    assert next_attempts(storage, "run2") == {"ep-9": 4}
