@@ -20,14 +20,18 @@ from typing import Any
 _IDS_HINT = "see `automem env list`"
 
 
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+
+
 def _seed(text: str) -> int:
     """An argparse type: a seed under the envs' contract (an int in [0, 2**64), ``check_seed``)."""
     from automem.envs.base import check_seed
 
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    value = _int(text)
     try:
         check_seed(value)
     except ValueError as exc:
@@ -39,10 +43,7 @@ def _count(minimum: int):
     """An argparse type: an int of at least ``minimum``."""
 
     def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        value = _int(text)
         if value < minimum:
             raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
         return value
@@ -134,7 +135,7 @@ def _show(args: argparse.Namespace) -> int:
         obs, info = env.reset(seed=args.seed)
         rng = random.Random(args.seed)
         ended = ""
-        for _ in range(max(args.steps, 0)):
+        for _ in range(args.steps):
             obs, _reward, terminated, truncated, info = env.step(rng.randrange(len(env.actions)))
             if terminated or truncated:
                 ended = " (episode ended: " + ("terminated" if terminated else "truncated") + ")"
