@@ -149,9 +149,7 @@ def _single(args: argparse.Namespace) -> int:
 
 def _comparison(args: argparse.Namespace) -> tuple[Any, list[str]]:
     """The comparison table and notes (groups compared on one side only)."""
-    import pyarrow as pa
-
-    from automem.diagnostics import compare_by, compare_groups, diagnose, resolve_by
+    from automem.diagnostics import compare_by, compare_groups_by, diagnose, resolve_by
 
     by = resolve_by(args.by)
     if args.root_b:
@@ -163,25 +161,7 @@ def _comparison(args: argparse.Namespace) -> tuple[Any, list[str]]:
     column = resolve_by(args.compare)
     if len(column) != 1:
         raise ValueError(f"--compare takes one column, not {args.compare!r}")
-    if not by:
-        return compare_groups(per, column[0], args.baseline), []
-    from automem.diagnostics.compare import _check_columns, _groups
-
-    _check_columns(per, by, "--by")
-    parts, notes = [], []
-    for key, part in _groups(per, by).items():
-        label = " / ".join(map(str, key))
-        try:
-            t = compare_groups(part, column[0], args.baseline)
-        except ValueError as exc:
-            notes.append(f"{label}: not compared ({exc})")
-            continue
-        for i, c in enumerate(by):
-            t = t.add_column(i, c, pa.array([key[i]] * t.num_rows))
-        parts.append(t)
-    if not parts:
-        raise ValueError("no group of --by has two values of --compare to compare: " + "; ".join(notes))
-    return pa.concat_tables(parts, promote_options="default"), notes
+    return compare_groups_by(per, column[0], by, args.baseline)
 
 
 def _nested(t: Any) -> bool:

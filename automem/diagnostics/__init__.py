@@ -8,7 +8,7 @@ memory utility with provenance, memory size), ``actions`` (unproductive and inva
 """
 
 from automem.diagnostics.actions import ActionQuality, analyse_steps
-from automem.diagnostics.compare import compare_by, compare_groups, compare_tables
+from automem.diagnostics.compare import compare_by, compare_groups, compare_groups_by, compare_tables
 from automem.diagnostics.episodes import EpisodeDiagnostics, analyse_store, size_series
 from automem.diagnostics.memory_quality import MemoryQuality, analyse_ops
 from automem.diagnostics.source import StoreError, open_store
@@ -28,6 +28,7 @@ __all__ = [
     "analyse_store",
     "compare_by",
     "compare_groups",
+    "compare_groups_by",
     "compare_tables",
     "diagnose",
     "open_store",

@@ -22,9 +22,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from automem.diagnostics.episodes import KEY, META
 from automem.diagnostics.stats import compare
-from automem.diagnostics.summary import BY_ALIASES, MEASURES, Measure, units
+from automem.diagnostics.summary import MEASURES, Measure, check_columns, group_rows, units
 
 SEED_KEY = ("env_id", "seed")
 MIN_PAIRS = 3
@@ -42,9 +41,13 @@ def shared_seeds(a: pa.Table, b: pa.Table) -> set[tuple]:
     return {s for s in _seeds(a) if s[1] is not None} & {s for s in _seeds(b) if s[1] is not None}
 
 
-def pairable(a: pa.Table, b: pa.Table) -> bool:
-    """Whether the comparison of ``a`` and ``b`` is paired (see the module docstring for the rule)."""
-    common = shared_seeds(a, b)
+def pairable(a: pa.Table, b: pa.Table, common: set[tuple] | None = None) -> bool:
+    """Whether the comparison of ``a`` and ``b`` is paired (see the module docstring for the rule).
+
+    Args:
+        common: ``shared_seeds(a, b)``, when the caller has it.
+    """
+    common = shared_seeds(a, b) if common is None else common
     if len(common) < MIN_PAIRS:
         return False
     return all(
@@ -96,9 +99,9 @@ def compare_tables(a: pa.Table, b: pa.Table, *, label_a: str = "A", label_b: str
     for label, t in ((label_a, a), (label_b, b)):
         if t.num_rows == 0 or "ops" not in t.column_names:
             raise ValueError(f"nothing to compare: {label} has no committed episodes")
-    paired = pairable(a, b)
-    n_a, n_b = a.num_rows, b.num_rows
     common = shared_seeds(a, b)
+    paired = pairable(a, b, common)
+    n_a, n_b = a.num_rows, b.num_rows
     order: list[tuple] = []
     if paired:
         a, b = _only(a, common), _only(b, common)
@@ -132,21 +135,19 @@ def compare_tables(a: pa.Table, b: pa.Table, *, label_a: str = "A", label_b: str
     return pa.Table.from_pylist(rows)
 
 
-def _check_columns(table: pa.Table, columns: list[str], flag: str) -> None:
-    unknown = [c for c in columns if c not in table.column_names]
-    if unknown:
-        raise ValueError(
-            f"{flag} {', '.join(unknown)}: not a column; use an alias ({', '.join(BY_ALIASES)}) or one of "
-            f"{', '.join((*KEY, *META))}"
-        )
-
-
 def _groups(table: pa.Table, by: list[str]) -> dict[tuple, pa.Table]:
-    keys = list(zip(*(table.column(c).to_pylist() for c in by), strict=True))
-    out = {}
-    for k in sorted(set(keys), key=lambda g: tuple(str(v) for v in g)):
-        out[k] = table.filter(pa.array([x == k for x in keys], pa.bool_()))
-    return out
+    """The rows of each value of the ``by`` columns, in the order of the values as text."""
+    rows = group_rows(table, by)
+    return {
+        k: table.take(pa.array(rows[k], pa.int64())) for k in sorted(rows, key=lambda g: tuple(map(str, g)))
+    }
+
+
+def _with_keys(table: pa.Table, by: list[str], key: tuple) -> pa.Table:
+    """``table`` with the group's ``by`` columns first."""
+    for i, c in enumerate(by):
+        table = table.add_column(i, c, pa.array([key[i]] * table.num_rows))
+    return table
 
 
 def compare_by(
@@ -164,7 +165,7 @@ def compare_by(
     if not by:
         return compare_tables(a, b, label_a=label_a, label_b=label_b), []
     for t in (a, b):
-        _check_columns(t, by, "--by")
+        check_columns(t, by, "--by")
     ga, gb = _groups(a, by), _groups(b, by)
     shared = [k for k in ga if k in gb]
     if not shared:
@@ -172,12 +173,9 @@ def compare_by(
             f"no value of --by {','.join(by)} is on both sides: {label_a} has {sorted(map(str, ga))}, "
             f"{label_b} has {sorted(map(str, gb))}"
         )
-    parts = []
-    for k in shared:
-        t = compare_tables(ga[k], gb[k], label_a=label_a, label_b=label_b)
-        for i, c in enumerate(by):
-            t = t.add_column(i, c, pa.array([k[i]] * t.num_rows))
-        parts.append(t)
+    parts = [
+        _with_keys(compare_tables(ga[k], gb[k], label_a=label_a, label_b=label_b), by, k) for k in shared
+    ]
     notes = [
         f"{label} only: {' / '.join(map(str, k))} ({g[k].num_rows} episodes), not compared"
         for label, g, other in ((label_a, ga, gb), (label_b, gb, ga))
@@ -193,7 +191,7 @@ def compare_groups(per_episode: pa.Table, column: str, baseline: str | None = No
     Raises:
         ValueError: an unknown column, fewer than two values, or an unknown baseline.
     """
-    _check_columns(per_episode, [column], "--compare")
+    check_columns(per_episode, [column], "--compare")
     values = per_episode.column(column).to_pylist()
     distinct = sorted({str(v) for v in values})
     if len(distinct) < 2:
@@ -209,11 +207,40 @@ def compare_groups(per_episode: pa.Table, column: str, baseline: str | None = No
     return pa.concat_tables(parts)
 
 
+def compare_groups_by(
+    per_episode: pa.Table, column: str, by: list[str], baseline: str | None = None
+) -> tuple[pa.Table, list[str]]:
+    """``compare_groups`` within each group of ``by`` (e.g. per env).
+
+    Returns:
+        The rows of every group that has two values of ``column``, each with the group's ``by`` columns first,
+        and notes naming the groups not compared, and why.
+
+    Raises:
+        ValueError: an unknown column, or no group with two values of ``column`` to compare.
+    """
+    if not by:
+        return compare_groups(per_episode, column, baseline), []
+    check_columns(per_episode, by, "--by")
+    parts, notes = [], []
+    for key, part in _groups(per_episode, by).items():
+        try:
+            t = compare_groups(part, column, baseline)
+        except ValueError as exc:
+            notes.append(f"{' / '.join(map(str, key))}: not compared ({exc})")
+            continue
+        parts.append(_with_keys(t, by, key))
+    if not parts:
+        raise ValueError("no group of --by has two values of --compare to compare: " + "; ".join(notes))
+    return pa.concat_tables(parts, promote_options="default"), notes
+
+
 __all__ = [
     "MIN_PAIRED_SHARE",
     "MIN_PAIRS",
     "compare_by",
     "compare_groups",
+    "compare_groups_by",
     "compare_tables",
     "pairable",
     "shared_seeds",

@@ -98,6 +98,26 @@ def resolve_by(by: Sequence[str] | str | None) -> list[str]:
     return [BY_ALIASES.get(b, b) for b in items if b]
 
 
+def check_columns(per_episode: pa.Table, columns: Sequence[str], what: str) -> None:
+    """Raise ``ValueError`` naming the ``columns`` a per-episode table lacks, after ``what`` (``--by``)."""
+    unknown = [c for c in columns if c not in per_episode.column_names]
+    if unknown:
+        raise ValueError(
+            f"{what} {', '.join(unknown)}: not a column; use an alias ({', '.join(BY_ALIASES)}) or one of "
+            f"{', '.join((*KEY, *META))}"
+        )
+
+
+def group_rows(table: pa.Table, by: Sequence[str]) -> dict[tuple, list[int]]:
+    """The row numbers of each distinct value of the ``by`` columns, in order of first appearance (no ``by``:
+    one group ``()`` of every row)."""
+    keys = zip(*(table.column(b).to_pylist() for b in by), strict=True) if by else [()] * table.num_rows
+    groups: dict[tuple, list[int]] = {}
+    for i, k in enumerate(keys):
+        groups.setdefault(k, []).append(i)
+    return groups
+
+
 def units(table: pa.Table, m: Measure) -> tuple[np.ndarray, np.ndarray]:
     """Per-episode numerators and denominators of a measure."""
     num = np.asarray(table.column(m.num).to_numpy(zero_copy_only=False), float)
@@ -131,20 +151,8 @@ def aggregate(
     by = list(by)
     if per_episode.num_rows == 0 or "ops" not in per_episode.column_names:
         return pa.table({"episodes": pa.array([], pa.int64())})
-    unknown = [b for b in by if b not in per_episode.column_names]
-    if unknown:
-        raise ValueError(
-            f"cannot group by {', '.join(unknown)}: use an alias ({', '.join(BY_ALIASES)}) or one of the "
-            f"columns {', '.join((*KEY, *META))}"
-        )
-    keys = (
-        list(zip(*(per_episode.column(b).to_pylist() for b in by), strict=True))
-        if by
-        else [()] * per_episode.num_rows
-    )
-    groups: dict[tuple, list[int]] = {}
-    for i, k in enumerate(keys):
-        groups.setdefault(k, []).append(i)
+    check_columns(per_episode, by, "cannot group by")
+    groups = group_rows(per_episode, by)
     rows: list[dict[str, Any]] = []
     for k in sorted(groups, key=lambda g: tuple("" if v is None else str(v) for v in g)):
         part = per_episode.take(pa.array(groups[k]))
@@ -211,4 +219,15 @@ def diagnose(
     return Diagnosis(aggregate(per.table, cols, ci=ci, sizes=per.sizes), per, cols)
 
 
-__all__ = ["BY_ALIASES", "MEASURES", "Diagnosis", "Measure", "aggregate", "diagnose", "resolve_by", "units"]
+__all__ = [
+    "BY_ALIASES",
+    "MEASURES",
+    "Diagnosis",
+    "Measure",
+    "aggregate",
+    "check_columns",
+    "diagnose",
+    "group_rows",
+    "resolve_by",
+    "units",
+]
