@@ -205,8 +205,9 @@ class Agent:
                 ctx = self._context(t, last_action, last_note, obs, store)
                 user = self._user(system, ctx, self.scaffold.prompts.action)
                 convo = [{"role": "system", "content": system}, {"role": "user", "content": user}]
+                est = count_messages(self.counter, convo)
             else:  # after PLAN turns: their results, then the action instruction, within the budget
-                convo = fit_conversation(
+                convo, est = fit_conversation(
                     system,
                     plan[0],
                     plan[1],
@@ -215,7 +216,7 @@ class Agent:
                     self.scaffold.context.max_prompt_tokens,
                     plan[2],
                 )
-            text, index, valid = await self._commit(t, phash, convo, names, emit, tally, episode_id)
+            text, index, valid = await self._commit(t, phash, convo, est, names, emit, tally, episode_id)
             if not valid:
                 tally.invalid_actions += 1
                 index = default_index
@@ -352,10 +353,12 @@ class Agent:
 
         turns: list[MemoryTurn] = []
         messages = [{"role": "system", "content": system}, {"role": "user", "content": context}]
+        est = count_messages(self.counter, messages)
         for k in range(n_turns):
             if turns:
-                messages = fit_conversation(system, context, turns, MORE_OPS, self.counter, budget, refit)
-            est = count_messages(self.counter, messages)
+                messages, est = fit_conversation(
+                    system, context, turns, MORE_OPS, self.counter, budget, refit
+                )
             res = await self._call(self.memory_route, messages, sampling, constraint, tally)
             parsed = parse(res.text, enabled)
             results = execute(
@@ -384,12 +387,12 @@ class Agent:
                 break
         return context, turns, refit
 
-    async def _commit(self, t, phash, convo, names, emit, tally, episode_id):
+    async def _commit(self, t, phash, convo, est, names, emit, tally, episode_id):
+        """Ask for the game action; ``est`` is the prompt's token count on the client."""
         sc = self.scaffold
         messages = [dict(m) for m in convo]
         constraint = OutputConstraint(action_regex(names)) if sc.constrained else None
         sampling = SamplingParams(sc.sampling.temperature, sc.sampling.top_p, sc.sampling.action_max_tokens)
-        est = count_messages(self.counter, messages)
         res = await self._call(self.action_route, messages, sampling, constraint, tally)
         index = parse_action(res.text, names)
         valid = index is not None

@@ -139,6 +139,20 @@ def render_conversation(
     return messages
 
 
+class _MemoCounter:
+    """A counter that remembers the count of each text it has seen (for the span of one fitting)."""
+
+    def __init__(self, counter: TokenCounter) -> None:
+        self._counter = counter
+        self._counts: dict[str, int] = {}
+
+    def count(self, text: str) -> int:
+        n = self._counts.get(text)
+        if n is None:
+            n = self._counts[text] = self._counter.count(text)
+        return n
+
+
 def fit_conversation(
     system: str,
     context: str,
@@ -147,23 +161,27 @@ def fit_conversation(
     counter: TokenCounter,
     budget: int,
     refit_context: Callable[[int], str] | None = None,
-) -> list[dict[str, str]]:
-    """The messages of a phase's next call, cut until they fit ``budget`` tokens.
+) -> tuple[list[dict[str, str]], int]:
+    """The messages of a phase's next call, cut until they fit ``budget`` tokens, and their token count.
 
     The system message is never changed (the server's prefix cache keys on it). Cuts, in order, until the
     prompt fits: the results of the oldest turns (replaced by a marker), then the oldest turns themselves, so
     the latest turn always stays; then the latest turn's results, halving, down to ``_RESULTS_FLOOR``
     characters; then the step context, through ``refit_context(budget for system + context)``, which cuts it
     as far as it can; then the latest results further; last, the latest completion. ``turns`` is not changed.
+    The count is ``count_messages(counter, messages)``, so callers need not count the messages again.
 
     Raises:
         ValueError: nothing left to cut and the prompt still does not fit (the scaffold is too big).
     """
+    counter = _MemoCounter(counter)  # the cuts below count the same messages again and again
     turns = [MemoryTurn(t.completion, t.results) for t in turns]
 
     def size() -> int:
         return count_messages(counter, render_conversation(system, context, turns, tail))
 
+    if (n := size()) <= budget:  # the common case: nothing to cut
+        return render_conversation(system, context, turns, tail), n
     while len(turns) > 1 and size() > budget:
         if turns[0].results != DROPPED:
             turns[0].results = DROPPED
@@ -192,9 +210,9 @@ def fit_conversation(
             last.completion = (
                 text[:chars] + "\n[cut to fit the context]" if chars else "[cut to fit the context]"
             )
-    if size() > budget:
+    if (n := size()) > budget:
         raise ValueError(
             f"the prompt does not fit {budget} tokens even cut to its static part; shorten the scaffold's "
             "prompts or raise context.max_prompt_tokens"
         )
-    return render_conversation(system, context, turns, tail)
+    return render_conversation(system, context, turns, tail), n
