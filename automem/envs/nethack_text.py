@@ -267,9 +267,9 @@ def inventory_lines(inv_letters: np.ndarray, inv_strs: np.ndarray) -> list[str]:
     return lines
 
 
-def decode(raw: np.ndarray) -> str:
-    """A NUL-terminated byte array as text."""
-    data = raw.tobytes()
+def decode(raw: np.ndarray | bytes) -> str:
+    """A NUL-terminated byte array (or its bytes) as text."""
+    data = bytes(raw)
     end = data.find(b"\0")
     return (data if end < 0 else data[:end]).decode("latin-1").strip()
 

@@ -133,7 +133,6 @@ class NLETextEnv:
         """
         self._seed = resolve_seed(seed)
         self._seed_nle(self._seed)
-        self._end_obs, self._raw_messages = None, []
         obs, info = self._reset_nle()
         self._steps = 0
         self._done = False
@@ -171,7 +170,7 @@ class NLETextEnv:
             # the game. Show the state the game ended in, with the messages that led there.
             if self._end_obs is not None:
                 obs = self._end_obs
-                messages = [decode(np.frombuffer(m, dtype=np.uint8)) for m in self._raw_messages]
+                messages = [decode(m) for m in self._raw_messages]
             status = getattr(end_status, "name", str(end_status))
             ending = _END_WORDS.get(status, f"the game ended ({status.lower()})")
         elif capped:
