@@ -177,9 +177,8 @@ class EpisodeRunner:
                 ) from None
             try:
                 await asyncio.to_thread(writer.commit, end, agent.system_prompt(env))
-            except AlreadyCommitted:  # another attempt committed while this one played
-                row = await asyncio.to_thread(writer.committed_record)
-                return self._already(job, row or {})
+            except AlreadyCommitted as exc:  # another attempt committed while this one played
+                return self._already(job, exc.record)
             self.stats_["episodes_done"] += 1
             return {
                 "episode_id": job.episode_id,

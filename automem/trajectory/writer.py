@@ -45,12 +45,14 @@ PUBLISHED = (*STREAMED, "memory_files")
 
 
 class AlreadyCommitted(RuntimeError):
-    """The episode already has a committed record (of ``attempt``); it is not played or committed again."""
+    """The episode already has a committed record (``record``, its ``episodes`` row, of ``attempt``); it is not
+    played or committed again."""
 
-    def __init__(self, episode_id: str, attempt: int) -> None:
-        super().__init__(f"episode {episode_id} is already committed (attempt {attempt})")
+    def __init__(self, episode_id: str, record: dict[str, Any]) -> None:
         self.episode_id = episode_id
-        self.attempt = attempt
+        self.record = record
+        self.attempt = int(record["attempt"])
+        super().__init__(f"episode {episode_id} is already committed (attempt {self.attempt})")
 
 
 def check_id(kind: str, value: str) -> str:
@@ -205,8 +207,8 @@ class EpisodeWriter:
             AlreadyCommitted: another attempt of this episode is committed already; nothing was written.
         """
         rest = self.take()  # rows still buffered go straight into the committed files, not through staging
-        done = self.committed_attempt()
-        if done is not None and done != self.attempt:
+        done = self.committed_record()
+        if done is not None and int(done["attempt"]) != self.attempt:
             raise AlreadyCommitted(self.episode_id, done)
         if done is None:
             self._publish(end, system_prompt, rest)

@@ -7,11 +7,12 @@ import asyncio
 
 import pytest
 
+from automem.agent.events import EpisodeEnd
 from automem.llm import ScriptedChatModel
 from automem.llm.fake import step_script
 from automem.rollout import EpisodeRunner, RunnerConfig, make_jobs
 from automem.scaffold import load
-from automem.trajectory import Storage
+from automem.trajectory import EpisodeWriter, Storage
 from automem.trajectory import load as load_store
 
 script = step_script("right", "moved")
@@ -56,6 +57,29 @@ def test_a_retry_of_a_committed_episode_is_answered_from_the_store(tmp_path):
     tables = load_store(str(tmp_path))
     assert tables["episodes"].column("attempt").to_pylist() == [1]
     assert tables["steps"].num_rows == 4
+
+
+class CommitsAnotherAttemptFirst(ScriptedChatModel):
+    """While this attempt plays, attempt 1 of the same episode commits (its runner had only seemed dead)."""
+
+    def __init__(self, script, storage, job):
+        super().__init__(script)
+        self.other = EpisodeWriter(storage, job.run_id, job.episode_id, 1, {})
+
+    async def chat(self, messages, **kw):
+        if not self.calls:
+            self.other.commit(
+                EpisodeEnd(self.other.episode_id, "corridor-v0", 0, 7, 0, 0.5, True, False, *[0] * 8)
+            )
+        return await super().chat(messages, **kw)
+
+
+def test_an_attempt_that_another_commits_first_is_answered_with_that_record(tmp_path):
+    job = one_job().retry()
+    client = CommitsAnotherAttemptFirst(script, Storage(str(tmp_path)), job)
+    summary = asyncio.run(runner(tmp_path, client).run(job))
+    assert summary["already_committed"] and summary["attempt"] == 1 and summary["steps"] == 7
+    assert load_store(str(tmp_path))["episodes"].column("attempt").to_pylist() == [1]
 
 
 def test_an_attempt_over_its_time_limit_fails_with_the_reason_recorded(tmp_path):
