@@ -111,6 +111,11 @@ class Agent:
             ),
             "plan": turn_regex(self._plan_ops, files, max_ops=q.max_ops_per_turn, max_text_chars=text_chars),
         }
+        t = scaffold.turns
+        self._reserve_tokens = {
+            "log": self._reserve("log", t.log_turns),
+            "plan": self._reserve("plan", t.plan_turns),
+        }
 
     def system_prompt(self, env: TextEnv) -> str:
         """The static prefix every prompt of an episode on ``env`` starts with."""
@@ -305,6 +310,7 @@ class Agent:
 
         The context is fitted once per phase, so later turns of the phase (and the action commit after PLAN)
         reuse it unchanged (a longer cached prefix on the server); they fit by dropping earlier turns first.
+        It depends only on the scaffold and the counter, so ``__init__`` computes it once per phase kind.
         """
         tails = [MORE_OPS] if n_turns > 1 else []
         if phase == "plan" and n_turns >= 1:
@@ -335,7 +341,7 @@ class Agent:
         constraint = OutputConstraint(self._grammar[phase]) if sc.constrained else None
         sampling = SamplingParams(sc.sampling.temperature, sc.sampling.top_p, sc.sampling.memory_max_tokens)
         budget = sc.context.max_prompt_tokens
-        context = self._user(system, ctx, instruction, self._reserve(phase, n_turns))
+        context = self._user(system, ctx, instruction, self._reserve_tokens[phase])
 
         def refit(tokens: int) -> str:
             # Only when a later turn cannot fit otherwise: the model has seen the whole observation in this
