@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from automem.analytics.render import to_json_rows
 from automem.analytics.store import connect
-from automem.diagnostics.episodes import KEY, analyse_store, size_series
+from automem.diagnostics.episodes import KEY, EpisodeDiagnostics, analyse_store, size_series
 from automem.diagnostics.source import READ_RETRY_S, open_store
 from automem.diagnostics.summary import MEASURES, aggregate, resolve_by
 from automem.report.html import embedded_size, render_html
@@ -145,15 +145,18 @@ def build_payload(root: Any, cfg: ReportConfig) -> dict[str, Any]:
             "replay": [],
             "notes": [],
         }
-        _fill(con, payload, per, rows, cfg, notes)
+        _fill(con, payload, diag, rows, cfg, notes)
     finally:
         con.close()
     payload["notes"] = notes
     return payload
 
 
-def _fill(con: Any, payload: dict, per: pa.Table, rows: list[dict], cfg: ReportConfig, notes: list) -> None:
+def _fill(
+    con: Any, payload: dict, diag: EpisodeDiagnostics, rows: list[dict], cfg: ReportConfig, notes: list
+) -> None:
     """Add the episode table and the replay under the cap (see the module docstring), and the notes."""
+    per = diag.table
     base = len(render_html(payload).encode()) + _NOTE_RESERVE + embedded_size(notes)
     if base > cfg.max_bytes:
         raise ValueError(
@@ -189,6 +192,7 @@ def _fill(con: Any, payload: dict, per: pa.Table, rows: list[dict], cfg: ReportC
                 rows_of["steps"][key],
                 rows_of["turns"][key],
                 rows_of["memory_ops"][key],
+                quality=diag.quality[key],
             )
             size = embedded_size(record) + 1
             if size > budget:

@@ -15,7 +15,7 @@ import json
 from collections import defaultdict
 from typing import Any
 
-from automem.diagnostics.memory_quality import LINE_READ_OPS, analyse_ops, op_order
+from automem.diagnostics.memory_quality import LINE_READ_OPS, MemoryQuality, analyse_ops, op_order
 from automem.memory.quotas import UNLIMITED_QUOTAS
 from automem.memory.store import MemoryStore
 
@@ -36,13 +36,21 @@ def _memory_changes(before: dict[str, str], after: dict[str, str]) -> dict[str, 
 
 
 def episode_replay(
-    episode: dict[str, Any], steps: list[dict], turns: list[dict], ops: list[dict], *, max_text: int = 20000
+    episode: dict[str, Any],
+    steps: list[dict],
+    turns: list[dict],
+    ops: list[dict],
+    *,
+    quality: MemoryQuality | None = None,
+    max_text: int = 20000,
 ) -> dict[str, Any]:
     """The replay record of one episode (plain JSON types).
 
     Args:
         episode: its ``episodes`` row.
         steps, turns, ops: its rows of ``steps``, ``turns`` and ``memory_ops``.
+        quality: ``analyse_ops`` of these ops, when the caller has it (``EpisodeDiagnostics.quality``);
+            computed here otherwise.
         max_text: longest observation or completion kept (longer ones are cut, with a marker).
     """
 
@@ -58,7 +66,8 @@ def episode_replay(
     by_turn: dict[tuple, list[dict]] = defaultdict(list)
     by_step: dict[int, list[tuple[int, dict]]] = defaultdict(list)
     log = sorted(ops, key=op_order)  # the order analyse_ops indexes its links by
-    quality = analyse_ops(log)
+    if quality is None:
+        quality = analyse_ops(log)
     for i, row in enumerate(log):
         by_step[row["step"]].append((i, row))
     init: list[dict] = []
