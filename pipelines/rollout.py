@@ -192,8 +192,8 @@ def run(args: argparse.Namespace) -> int:
     skipped = 0
     if args.resume:
         next_attempt = next_attempts(storage, run_id)  # before repair, which drops the staging it counts
-        removed = repair(storage, run_id)
         done = committed_episode_ids(storage, run_id)
+        removed = repair(storage, run_id, done)
         kept = []
         for j in jobs:
             if j.episode_id in done:

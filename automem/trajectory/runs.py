@@ -79,14 +79,18 @@ def staged_attempts(storage: Storage, run_id: str) -> dict[str, int]:
     return out
 
 
-def repair(storage: Storage, run_id: str) -> dict[str, int]:
+def repair(storage: Storage, run_id: str, committed: set[str] | None = None) -> dict[str, int]:
     """After a crash: delete files of uncommitted episodes, half-written temporary files and stale staging, so
     only committed episodes remain. Run it only while no driver of the run is alive (see ``RunLease``).
+
+    Args:
+        committed: the run's committed episode ids (``committed_episode_ids``), when the caller has them.
 
     Returns:
         counts of files removed, by kind.
     """
-    committed = committed_episode_ids(storage, run_id)
+    if committed is None:
+        committed = committed_episode_ids(storage, run_id)
     removed = {"orphan_files": 0, "temp_files": 0, "staging_dirs": 0}
     for table in TABLES:
         for path in storage.list_files(storage.path("tables", table, run_id), hidden=True):
