@@ -126,9 +126,12 @@ class DiskBackend:
         _refuse_shared(name, st)  # before a cached copy is served
         return (st.st_ino, st.st_size, st.st_mtime_ns)
 
-    def _open(self, name: str, flags: int, mode: int = 0o644) -> int:
-        """Open without following links, then check what was opened: a regular file with one link."""
-        fd = os.open(self._path(name), flags | _NOFOLLOW | _NONBLOCK, mode)
+    def _open(self, name: str, flags: int, mode: int = 0o644, *, path: str | None = None) -> int:
+        """Open without following links, then check what was opened: a regular file with one link.
+
+        ``path``: ``name`` already resolved, when the caller has it.
+        """
+        fd = os.open(path or self._path(name), flags | _NOFOLLOW | _NONBLOCK, mode)
         try:
             st = os.fstat(fd)
             if not stat.S_ISREG(st.st_mode):
@@ -172,7 +175,7 @@ class DiskBackend:
     def append(self, name: str, text: str) -> None:
         path = self._path(name)
         self._mkparents(path)
-        fd = self._open(name, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+        fd = self._open(name, os.O_WRONLY | os.O_APPEND | os.O_CREAT, path=path)
         with os.fdopen(fd, "ab") as f:
             f.write(text.encode())
 
