@@ -195,7 +195,11 @@ class EpisodeWriter:
     def _write_rows(self, path: str, table: str, rows: list[dict[str, Any]]) -> None:
         data = pa.Table.from_pylist(rows, schema=TABLES[table])
         self.storage.write_table(path, data)
-        self.rows_written += len(rows)
+        self._count(data)
+
+    def _count(self, data: pa.Table) -> None:
+        """Count rows that were written."""
+        self.rows_written += data.num_rows
         self.bytes_written += data.nbytes
 
     # -- commit / fail -------------------------------------------------------------------------------------------
@@ -225,17 +229,15 @@ class EpisodeWriter:
         for table in STREAMED:
             parts = [self._staged(table, k) for k in range(self._parts[table])]
             tail = rest.get(table, [])
-            if (
-                not parts
-            ):  # a short episode: never staged (with no rows, an empty file still replaces a stale one)
+            # A short episode is never staged (with no rows, an empty file still replaces a stale one).
+            if not parts:
                 self._write_rows(self._committed(table), table, tail)
             elif len(parts) == 1 and not tail:
                 self.storage.publish(parts[0], self._committed(table))
             else:
                 data = pa.Table.from_pylist(tail, schema=TABLES[table])
                 self.storage.concat_parquet(self._committed(table), TABLES[table], parts, tail=data)
-                self.rows_written += data.num_rows
-                self.bytes_written += data.nbytes
+                self._count(data)
         files = [
             {**key, "name": n, "content": c, "bytes": len(c.encode()), "lines": c.count("\n")}
             for n, c in sorted(end.memory_files.items())
