@@ -139,7 +139,7 @@ def _single(args: argparse.Namespace) -> int:
 
         for row in rows:
             q = result.episodes.quality[tuple(row[k] for k in KEY)]
-            row["links_total"] = len(q.links)
+            row["links_total"] = row["read_links"]
             row["links"] = q.link_records(args.max_links)
     import json
 

@@ -75,14 +75,20 @@ class MemoryQuality:
     """step -> (bytes, lines, files) after the step's operations (only steps that had operations)."""
     replay_mismatches: int = 0
     """Successful writes in the log that replay refused (a log that does not match the memory code)."""
-    links: list[tuple[int, int]] = field(default_factory=list)
-    """(index of a read op, index of the write op that produced a line it returned), indices into the sorted log."""
-    linked_reads: int = 0
-    """Reads that returned at least one line the agent wrote."""
     sources: dict[int, list[tuple[int, int]]] = field(default_factory=dict)
     """Per linked read (its index in the sorted log): (line of its output, 0-based; index of the write op)."""
     op_keys: dict[int, tuple[int, str, int, int, str]] = field(default_factory=dict)
     """(step, phase, turn, seq, op) of every op that takes part in a link, by its index in the sorted log."""
+
+    @property
+    def links(self) -> list[tuple[int, int]]:
+        """(index of a read op, index of the write op that produced a line it returned), in log order."""
+        return [(read, write) for read, pairs in self.sources.items() for _, write in pairs]
+
+    @property
+    def linked_reads(self) -> int:
+        """Reads that returned at least one line the agent wrote."""
+        return len(self.sources)
 
     @property
     def utility(self) -> float | None:
@@ -293,9 +299,7 @@ def analyse_ops(rows: Iterable[Mapping[str, Any]]) -> MemoryQuality:
             returned = [(k, uid) for k, uid in rep.returned(op, args, row["output_chars"]) if uid >= 0]
             read_ids.update(uid for _, uid in returned)
             sources = [(k, rep.origin[uid]) for k, uid in returned]
-            q.links.extend((i, w) for _, w in sources)
             if sources:
-                q.linked_reads += 1
                 q.sources[i] = sources
                 for w in (i, *(w for _, w in sources)):
                     q.op_keys.setdefault(w, _op_key(log[w]))
