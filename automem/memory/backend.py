@@ -98,19 +98,28 @@ class DiskBackend:
         self._root = str(self.root)  # resolve() takes and returns plain strings (hot path)
 
     def check(self, name: str) -> None:
-        path = resolve(self._root, name)
         try:
-            st = os.lstat(path)
+            self._stat_regular(name)
         except FileNotFoundError:
-            return
+            pass
+
+    def _path(self, name: str) -> str:
+        return resolve(self._root, name)
+
+    def _stat_regular(self, name: str) -> os.stat_result:
+        """``lstat`` of an existing memory file, refused unless it is a regular file with one link.
+
+        Raises:
+            FileNotFoundError: no such file.
+            PathViolation: the name or what it names may not be used.
+        """
+        st = os.lstat(self._path(name))
         if stat.S_ISDIR(st.st_mode):
             raise PathViolation(f"{name!r} is a folder")
         if not stat.S_ISREG(st.st_mode):
             raise PathViolation(f"{name!r} is not a regular file")
         _refuse_shared(name, st)
-
-    def _path(self, name: str) -> str:
-        return resolve(self._root, name)
+        return st
 
     def exists(self, name: str) -> bool:
         try:
@@ -120,10 +129,7 @@ class DiskBackend:
 
     def version(self, name: str) -> object | None:
         # A write replaces the inode and an append changes the size, so this also notices edits made by others.
-        st = os.lstat(self._path(name))
-        if not stat.S_ISREG(st.st_mode):
-            raise PathViolation(f"{name!r} is not a regular file")
-        _refuse_shared(name, st)  # before a cached copy is served
+        st = self._stat_regular(name)  # refuses a shared file before a cached copy is served
         return (st.st_ino, st.st_size, st.st_mtime_ns)
 
     def _open(self, name: str, flags: int, mode: int = 0o644, *, path: str | None = None) -> int:
