@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from automem.memory.results import OpResult
-from automem.memory.store import MemoryStore, OpFailed
+from automem.memory.store import MemoryStore, OpFailed, split_lines
 
 
 @dataclass(frozen=True)
@@ -95,18 +95,6 @@ _INT = re.compile(r"[0-9]{1,9}")
 _BAD_KEY = re.compile("[\x00-\x1f\x7f-\x9f:]")
 
 
-def _lines(text: str) -> list[str]:
-    """The lines of a file: split on ``\n`` only, as SEARCH, COUNT and the index count them.
-
-    ``str.splitlines`` also splits on \\v, \\f, \\x1c-\\x1e, \\x85, \\u2028, \\u2029 and \\r, which made READ's line
-    numbers disagree with SEARCH's and made UPSERT rewrite those characters as newlines.
-    """
-    lines = text.split("\n")
-    if lines[-1] == "":
-        lines.pop()  # the newline that ends the last line does not start another
-    return lines
-
-
 def _norm_text(text: str) -> str:
     text = text.replace("\r\n", "\n").rstrip("\n")
     return text + "\n" if text else ""
@@ -118,7 +106,7 @@ def _list(store: MemoryStore) -> OpResult:
 
 def _read(store: MemoryStore, name: str, start: int | None = None, end: int | None = None) -> OpResult:
     store.require_file(name)
-    lines = _lines(store.backend.read(name))
+    lines = split_lines(store.backend.read(name))
     if start is not None and end is not None:
         if end < start:
             raise OpFailed("bad_args", f"end ({end}) is before start ({start})")
@@ -155,7 +143,7 @@ def _count_lines(hay: str, needle: str) -> int:
 def _matches(text: str, hay: str, needle: str):
     """Yield (line number, line) for each line of ``text`` whose lower-cased form ``hay`` contains ``needle``."""
     if len(hay) != len(text):  # a few characters change length when lower-cased; go line by line
-        for i, line in enumerate(_lines(text), 1):
+        for i, line in enumerate(split_lines(text), 1):
             if needle in line.lower():
                 yield i, line
         return
@@ -240,7 +228,7 @@ def _upsert(store: MemoryStore, name: str, key: str, text: str) -> OpResult:
     store.require_file(name)
     new_line = f"{key}: {text.strip()}"
     store.check_lines(new_line)
-    lines = _lines(store.backend.read(name))
+    lines = split_lines(store.backend.read(name))
     for i, line in enumerate(lines):
         if ":" in line and line.split(":", 1)[0].strip().lower() == key.lower():
             lines[i] = new_line
@@ -261,8 +249,8 @@ def _replace(store: MemoryStore, name: str, old: str, new: str) -> OpResult:
     if n == 0:
         raise OpFailed("not_found", f"{old!r} is not in {name}")
     content = _norm_text(text.replace(old, new))
-    before = set(_lines(text))
-    store.check_lines("\n".join(line for line in _lines(content) if line not in before))
+    before = set(split_lines(text))
+    store.check_lines("\n".join(line for line in split_lines(content) if line not in before))
     store.check_size(name, len(content.encode()))
     return OpResult(op="REPLACE", output=f"replaced {n} in {name}", bytes_delta=store.put(name, content))
 

@@ -25,6 +25,18 @@ class FileStat:
     ends_with_newline: bool
 
 
+def split_lines(text: str) -> list[str]:
+    """The lines of a file: split on ``\n`` only, as SEARCH, COUNT and the index count them.
+
+    ``str.splitlines`` also splits on \\v, \\f, \\x1c-\\x1e, \\x85, \\u2028, \\u2029 and \\r, which made READ's line
+    numbers disagree with SEARCH's and made UPSERT rewrite those characters as newlines.
+    """
+    lines = text.split("\n")
+    if lines[-1] == "":
+        lines.pop()  # the newline that ends the last line does not start another
+    return lines
+
+
 def stat_of(text: str) -> FileStat:
     """The index entry for a file holding ``text``."""
     lines = text.count("\n") + (0 if text == "" or text.endswith("\n") else 1)
@@ -121,10 +133,7 @@ class MemoryStore:
             return []
         budget = 4096
         while True:
-            chunk = self.backend.read_tail_bytes(name, budget)
-            lines = chunk.split("\n")  # "\n" only, as every operation counts lines
-            if lines[-1] == "":
-                lines.pop()
+            lines = split_lines(self.backend.read_tail_bytes(name, budget))
             if len(lines) > n or budget >= self.index[name].bytes:
                 return lines[-n:]
             budget *= 4
