@@ -27,7 +27,7 @@ import argparse
 import sys
 from typing import Any
 
-from pipelines.query import add_retry_argument, emit, open_root
+from pipelines.query import add_retry_argument, emit, error_text, open_root, read_errors
 
 _DEFAULT_BY = "scaffold,model"
 
@@ -91,11 +91,6 @@ def _usage_error(args: argparse.Namespace) -> str | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import duckdb
-    import pyarrow as pa
-
-    from automem.trajectory import StorageError
-
     problem = _usage_error(args)
     if problem:
         print(f"automem diagnose: error: {problem} (see automem diagnose --help)", file=sys.stderr)
@@ -108,9 +103,8 @@ def run(args: argparse.Namespace) -> int:
                 print(f"note: {note}", file=sys.stderr)
             return 0
         return _single(args)
-    except (duckdb.Error, StorageError, ValueError, KeyError, OSError, pa.ArrowException) as exc:
-        msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        print(f"automem diagnose: {msg}", file=sys.stderr)
+    except read_errors() as exc:
+        print(f"automem diagnose: {error_text(exc)}", file=sys.stderr)
         return 2
 
 

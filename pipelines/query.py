@@ -69,12 +69,27 @@ def open_root(root: str, retry_s: float) -> Any:
     return open_store(root, retry_for_s=retry_s)
 
 
-def run(args: argparse.Namespace) -> int:
+def read_errors() -> tuple[type[BaseException], ...]:
+    """What the reading commands (query, diagnose, report) print as one line (``error_text``) with exit status 2:
+    a missing or unreachable store, bad SQL or a bad selection, unreadable files."""
     import duckdb
     import pyarrow as pa
 
+    from automem.trajectory import StorageError
+
+    return (duckdb.Error, StorageError, ValueError, KeyError, OSError, pa.ArrowException)
+
+
+def error_text(exc: BaseException) -> str:
+    """The message of one of ``read_errors`` (a ``KeyError``'s without the quotes its ``str`` adds)."""
+    return str(exc.args[0] if isinstance(exc, KeyError) and exc.args else exc)
+
+
+def run(args: argparse.Namespace) -> int:
+    import duckdb
+
     from automem.analytics import query, render
-    from automem.trajectory import TABLES, StorageError
+    from automem.trajectory import TABLES
 
     if not args.sql.strip():
         print('automem query: error: SQL is empty (try "SELECT count(*) FROM episodes")', file=sys.stderr)
@@ -84,9 +99,9 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         table = query(open_root(args.root, args.retry_s), args.sql)
-    except (duckdb.Error, StorageError, ValueError, OSError, pa.ArrowException) as exc:
+    except read_errors() as exc:
         hint = f" (views: {', '.join(TABLES)})" if isinstance(exc, duckdb.CatalogException) else ""
-        print(f"automem query: {exc}{hint}", file=sys.stderr)
+        print(f"automem query: {error_text(exc)}{hint}", file=sys.stderr)
         return 2
     if args.json:
         emit(render.to_json(table) + "\n")

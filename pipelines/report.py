@@ -19,7 +19,7 @@ import argparse
 import os
 import sys
 
-from pipelines.query import add_retry_argument, open_root
+from pipelines.query import add_retry_argument, error_text, open_root, read_errors
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -48,12 +48,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import duckdb
-    import pyarrow as pa
     from pydantic import ValidationError
 
     from automem.report import ReportConfig, write_report
-    from automem.trajectory import StorageError
 
     if os.path.isdir(args.out):
         print(f"automem report: error: --out {args.out} is a folder; give a file name", file=sys.stderr)
@@ -73,9 +70,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         info = write_report(open_root(args.root, args.retry_s), args.out, cfg)
-    except (duckdb.Error, StorageError, ValueError, KeyError, OSError, pa.ArrowException) as exc:
-        msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        print(f"automem report: {msg}", file=sys.stderr)
+    except read_errors() as exc:
+        print(f"automem report: {error_text(exc)}", file=sys.stderr)
         return 2
     print(
         f"wrote {info['path']} ({info['bytes'] / 1e6:.2f} MB): {info['episodes']} episodes, "
