@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from automem.llm.embedded import BASE_MODEL_ID
 from automem.trajectory.reader import dataset
 from automem.trajectory.runs import staged_attempts
 from automem.trajectory.storage import Storage
@@ -19,11 +20,12 @@ JOB_DEFAULTS: dict[str, Any] = {
     "episodes": 8,
     "seeds": "0-999",
     "scaffold": None,
-    "model": "smollm2-135m",
+    "model": BASE_MODEL_ID,
     "memory_model": None,
     "max_steps": 30,
 }
-"""The options that define a run's episodes, with their defaults (``scaffold`` None: the env family's v0)."""
+"""The options that define a run's episodes, with their defaults (``scaffold`` None: the env family's v0). The
+rollout CLI's help repeats them as text, so that ``automem --help`` need not import this module."""
 
 
 def job_settings(given: dict[str, Any], manifest: dict[str, Any] | None) -> dict[str, Any]:

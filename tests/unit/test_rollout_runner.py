@@ -119,6 +119,20 @@ def test_a_resume_keeps_the_runs_episode_settings():
         job_settings({"max_steps": 99}, manifest)
 
 
+def test_the_cli_help_states_the_episode_defaults():
+    import argparse
+
+    from automem.rollout.resume import JOB_DEFAULTS
+    from pipelines.rollout import add_arguments
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    helps = {a.dest: a.help for a in parser._actions}
+    for key, default in JOB_DEFAULTS.items():
+        if default is not None:
+            assert helps[key].rstrip(")").endswith(f"default {default}"), (key, helps[key])
+
+
 def test_runner_resources():
     from automem.rollout.resume import parse_resources
 
