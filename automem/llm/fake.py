@@ -63,16 +63,25 @@ class ScriptedChatModel:
         )
 
 
+def phase_of(call: RecordedCall) -> str:
+    """Which of the agent's prompts a request is (``log``, ``plan`` or ``action``), from the default scaffolds'
+    instructions at the end of its last message."""
+    last = call.messages[-1]["content"]
+    if "Choose your next action" in last:
+        return "action"
+    return "plan" if "PLAN:" in last else "log"
+
+
 def step_script(action: str, note: str) -> Callable[[RecordedCall], str]:
     """A script for one-turn LOG/PLAN agents (tests, fakes): LOG appends ``note`` to notes.md, PLAN searches for
     its first word, the action commit answers ``action``. Every reply fits the agent's constraints."""
     first = note.split()[0]
 
     def reply(call: RecordedCall) -> str:
-        last = call.messages[-1]["content"]
-        if "Choose your next action" in last:
+        phase = phase_of(call)
+        if phase == "action":
             return action
-        if "PLAN:" in last:
+        if phase == "plan":
             return f"SEARCH {first} *\nDONE"
         return f"APPEND notes.md {note}\nDONE"
 

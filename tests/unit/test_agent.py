@@ -11,6 +11,7 @@ import pytest
 from automem.agent import Agent, EpisodeEnd, ModelRoute, StepEvent, TurnEvent, parse_action
 from automem.envs.fake import CorridorEnv
 from automem.llm import ApproxTokenCounter, ScriptedChatModel, count_messages
+from automem.llm.fake import phase_of
 from automem.memory import OpRecord, replay
 from automem.scaffold import load
 
@@ -18,13 +19,6 @@ from automem.scaffold import load
 def scaffold(**update):
     base = load("crafter-v0")
     return base.model_copy(update={"default_action": "wait", **update})
-
-
-def phase_of(call) -> str:
-    last = call.messages[-1]["content"]
-    if "Choose your next action" in last:
-        return "action"
-    return "plan" if "PLAN:" in last else "log"
 
 
 def good_script(call) -> str:
