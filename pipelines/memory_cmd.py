@@ -91,7 +91,9 @@ def _print_json(data: list, indent: int | None) -> None:
     """Always valid UTF-8 JSON on stdout, whatever the locale and whatever the results echo."""
     try:
         out = json.dumps(data, indent=indent, ensure_ascii=False).encode()
-    except UnicodeEncodeError:  # a lone surrogate slipped through: escape it as \udcff instead
+    except UnicodeEncodeError:
+        # A safety net: results already show undecodable input as \udcff (results.printable) and file reads
+        # replace bad bytes, so only a lone surrogate some new path lets through gets here; escape it too.
         out = json.dumps(data, indent=indent).encode()
     sys.stdout.flush()
     sys.stdout.buffer.write(out + b"\n")
