@@ -208,11 +208,14 @@ class EpisodeWriter:
         """Make the attempt visible: one file per table is published, then the episode row is written.
 
         Raises:
-            AlreadyCommitted: another attempt of this episode is committed already; nothing was written.
+            AlreadyCommitted: another attempt of this episode is committed already; nothing was published, and
+                this attempt's staged rows are dropped.
         """
         rest = self.take()  # rows still buffered go straight into the committed files, not through staging
         done = self.committed_record()
         if done is not None and int(done["attempt"]) != self.attempt:
+            if any(self._parts.values()):
+                self.storage.delete_dir(self.staging_dir())
             raise AlreadyCommitted(self.episode_id, done)
         if done is None:
             self._publish(end, system_prompt, rest)

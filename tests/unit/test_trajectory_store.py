@@ -226,6 +226,12 @@ def test_a_committed_episode_is_never_committed_again(tmp_path):
     # Committing the same attempt again (a retried bookkeeping step) is harmless.
     w = EpisodeWriter(storage, "run1", "ep-once", 1, META)
     assert w.committed_attempt() == 1
+    # A long losing attempt (its rows streamed to staging) leaves no staged parts behind.
+    late, end = play(storage, "ep-once", attempt=3, steps=30, commit=False)
+    assert storage.list_files(late.staging_dir())
+    with pytest.raises(AlreadyCommitted):
+        late.commit(end, "sys")
+    assert storage.list_files(late.staging_dir()) == []
 
 
 def test_long_episodes_commit_one_file_per_table(tmp_path):
