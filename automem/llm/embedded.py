@@ -130,7 +130,8 @@ def prepare_embedded_model(
 def _convert(gguf: Path, out: Path) -> None:
     """Dequantize ``gguf`` with transformers and save a plain fp32 Hugging Face folder in ``out``.
 
-    fp32 keeps the dequantized weights exact; the server picks its own compute dtype (bf16 on the CPU).
+    fp32 keeps the dequantized weights exact; the server picks its own compute dtype (on the CPU from what the CPU
+    has, :mod:`automem.serving.cpu`).
     """
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer

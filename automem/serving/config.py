@@ -54,10 +54,13 @@ class ModelConfig(_Strict):
 
 
 class EngineConfig(_Strict):
-    dtype: Literal["auto", "bfloat16", "float16", "float32"] = "float32"
-    """Compute dtype of the vLLM engine. On CPUs without bf16 instructions (AVX-512 without AVX512_BF16/AMX, as
-    on the project's machines) float32 is the faster one: SmolLM2-135M with LoRA on, 64 requests at 32 in flight,
-    ran at 121 generated tokens/s in float32 against 65 in bfloat16 (docs/LOG.md). GPUs: bfloat16."""
+    dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
+    """Compute dtype of the vLLM engine; ``bfloat16``, ``float16`` or ``float32`` force it. ``auto`` on the CPU is
+    chosen when the endpoint starts from what the CPU has (``automem/serving/cpu.py``): bfloat16 with AMX or
+    AVX512_BF16, float32 otherwise. The machines differ: on AVX-512 without AVX512_BF16/AMX float32 ran 2.1x
+    faster than bfloat16 (SmolLM2-135M, LoRA on, docs/LOG.md); with ``avx512_bf16`` bf16 matrix products ran about
+    4x faster than fp32 (FACTS.md). ``auto`` on GPUs is vLLM's own (the model's dtype); GPU configs set
+    bfloat16."""
     max_model_len: int = Field(4096, ge=256)
     """Longest prompt plus completion, in tokens."""
     tensor_parallel_size: int = Field(1, ge=1)
@@ -75,10 +78,11 @@ class EngineConfig(_Strict):
     per warm prompt, a hit rate of 15*512/(16*645) = 0.744 (what was measured); 32 reuses 608, 0.884. vLLM's CPU
     attention takes multiples of 32 (``cpu_attn.py``), GPU backends multiples of 16."""
     cpu_threads_bind: str = Field("all", pattern=r"^(auto|all|nobind|[0-9][0-9,\-|]*)$")
-    """Cores the CPU build's model threads are pinned to (``VLLM_CPU_OMP_THREADS_BIND``): ``all`` (every core
-    of the machine that starts the endpoint), ``auto`` (vLLM's default, which keeps one core per engine for its
-    scheduler process: on 2 cores the model runs on one thread), ``nobind``, or a list such as ``0-7``. Measured
-    on 2 cores: 169 tokens/s with ``all`` against 121 with ``auto`` (float32, LoRA on). Ignored on GPUs."""
+    """Cores the CPU build's model threads are pinned to (``VLLM_CPU_OMP_THREADS_BIND``): ``all`` (every CPU the
+    process that starts the endpoint may use, listed when it starts), ``auto`` (vLLM's default, which keeps one
+    core per engine for its scheduler process: on 2 cores the model runs on one thread), ``nobind``, or a list
+    such as ``0-7``. Measured on 2 cores: 169 tokens/s with ``all`` against 121 with ``auto`` (float32, LoRA on).
+    Ignored on GPUs."""
     cpu_kv_cache_gib: int | None = Field(2, ge=1)
     """KV-cache size in GiB on the CPU build (``VLLM_CPU_KVCACHE_SPACE``, which vLLM parses as an integer); None
     keeps vLLM's default. Ignored on GPUs."""

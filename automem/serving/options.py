@@ -8,22 +8,30 @@ to ``LLMConfig`` and ``serve.deployment``.
 from __future__ import annotations
 
 import copy
-import os
 from typing import Any
 
 from automem.serving.config import GENERATED_ENGINE_KEYS, DeploymentConfig, IngressConfig, ServeConfig
+from automem.serving.cpu import CpuChoice, machine_cpu_engine
 
 
-def engine_kwargs(cfg: ServeConfig) -> dict[str, Any]:
+def cpu_choice(cfg: ServeConfig) -> CpuChoice | None:
+    """The CPU engine's dtype and thread binding on this machine (:mod:`automem.serving.cpu`); None on GPUs."""
+    return machine_cpu_engine(cfg.engine) if cfg.accelerator == "cpu" else None
+
+
+def engine_kwargs(cfg: ServeConfig, cpu: CpuChoice | None = None) -> dict[str, Any]:
     """vLLM engine arguments from the config.
+
+    On the CPU the dtype is ``cpu``'s (default: :func:`cpu_choice` on this machine), which resolves ``auto``.
 
     Raises:
         ValueError: ``engine.extra`` sets a generated key (the config validator already refuses that; this guards
             configs built without validation).
     """
     eng = cfg.engine
+    dtype = (cpu or machine_cpu_engine(eng)).dtype if cfg.accelerator == "cpu" else eng.dtype
     kwargs: dict[str, Any] = {
-        "dtype": eng.dtype,
+        "dtype": dtype,
         "max_model_len": eng.max_model_len,
         "tensor_parallel_size": eng.tensor_parallel_size,
         "enable_prefix_caching": eng.enable_prefix_caching,
@@ -80,17 +88,15 @@ def ingress_deployment_options(ingress: IngressConfig, defaults: dict[str, Any])
     return options
 
 
-def cpu_engine_env(cfg: ServeConfig) -> dict[str, str]:
+def cpu_engine_env(cfg: ServeConfig, cpu: CpuChoice | None = None) -> dict[str, str]:
     """The CPU build's engine settings that vLLM reads from the environment (KV-cache size, thread binding);
-    none for a GPU config."""
+    none for a GPU config. The binding is ``cpu``'s (default: :func:`cpu_choice` on this machine)."""
     env: dict[str, str] = {}
     if cfg.accelerator != "cpu":
         return env
     if cfg.engine.cpu_kv_cache_gib is not None:
         env["VLLM_CPU_KVCACHE_SPACE"] = str(cfg.engine.cpu_kv_cache_gib)  # vLLM parses it with int()
-    bind = cfg.engine.cpu_threads_bind
-    if bind == "all":  # resolved here, on the machine that starts the (local) endpoint
-        bind = f"0-{max(1, len(os.sched_getaffinity(0))) - 1}"
-    if bind != "auto":
+    bind = (cpu or machine_cpu_engine(cfg.engine)).threads_bind
+    if bind is not None:
         env["VLLM_CPU_OMP_THREADS_BIND"] = bind
     return env

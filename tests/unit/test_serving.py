@@ -1,5 +1,6 @@
 # python -m pytest tests/unit/test_serving.py -q
-"""Serve config schema, the API-key middleware, the embedded model's cache key, the adapter registry's checks."""
+"""Serve config schema, the CPU engine's per-machine dtype and binding, the API-key middleware, the embedded model's
+cache key, the adapter registry's checks."""
 
 from __future__ import annotations
 
@@ -259,3 +260,98 @@ def test_serve_conflicts_are_named():
     same_route = check(ServeInstance("127.0.0.1", 8001, {"chatbot": ServeApp("RUNNING", "/")}))
     assert same_route and "'chatbot'" in same_route
     assert check(ServeInstance("127.0.0.1", 8001, {"chatbot": ServeApp("RUNNING", "/chat")})) is None
+
+
+# CPU flags as /proc/cpuinfo and lscpu list them (the parts that matter, plus common neighbours).
+_BASE = "fpu sse sse2 ssse3 sse4_1 sse4_2 avx f16c fma avx2 bmi1 bmi2"
+AVX2_ONLY = _BASE.split()
+AVX512_NO_BF16 = (_BASE + " avx512f avx512dq avx512cd avx512bw avx512vl avx512_vnni").split()
+"""The developers' machine of 2026-12-01: AVX-512 with VNNI, no AVX512_BF16/AMX (float32 2.1x, docs/LOG.md)."""
+AVX512_BF16 = (_BASE + " avx512f avx512dq avx512bw avx512vl avx512_vnni avx512_bf16 avx512_fp16").split()
+"""This session's machine (KVM Xeon, lscpu: avx512_bf16, no amx flags)."""
+AMX = AVX512_BF16 + ["amx_bf16", "amx_tile", "amx_int8"]
+"""A Sapphire Rapids host with AMX exposed."""
+
+
+@pytest.mark.parametrize(
+    ("flags", "dtype", "reason_word"),
+    [
+        (AVX512_NO_BF16, "float32", "without avx512_bf16"),
+        (AVX512_BF16, "bfloat16", "avx512_bf16"),
+        (AMX, "bfloat16", "AMX"),
+        (AVX2_ONLY, "float32", "AVX2"),
+        ([], "float32", "unknown"),
+    ],
+    ids=["avx512-no-bf16", "avx512-bf16", "amx", "avx2-only", "no-flags"],
+)
+def test_auto_dtype_follows_the_cpu(flags, dtype, reason_word):
+    from automem.serving.cpu import choose_cpu_engine
+
+    choice = choose_cpu_engine(flags, [0, 1])
+    assert choice.dtype == dtype
+    assert reason_word in choice.dtype_reason
+    assert "\n" not in choice.line() and choice.line().startswith(f"CPU engine: {dtype}, threads 0-1 (")
+
+
+@pytest.mark.parametrize("forced", ["float32", "bfloat16"])
+def test_a_forced_dtype_overrides_auto_on_every_cpu(forced):
+    from automem.serving.cpu import choose_cpu_engine
+    from automem.serving.options import engine_kwargs
+
+    for flags in (AVX512_NO_BF16, AVX512_BF16, AMX, AVX2_ONLY):
+        choice = choose_cpu_engine(flags, [0, 1], dtype=forced)
+        assert choice.dtype == forced and "set in the config" in choice.dtype_reason
+    assert (
+        engine_kwargs(parse_config({}, [f"engine.dtype={forced}"]))["dtype"] == forced
+    )  # on this machine too
+
+
+def test_thread_binding_lists_the_usable_cpus():
+    from automem.serving.cpu import choose_threads_bind
+
+    assert choose_threads_bind([0, 1]) == ("0-1", choose_threads_bind([1, 0])[1])
+    assert choose_threads_bind([5, 2, 3, 9, 10, 11])[0] == "2-3,5,9-11"  # a cpuset need not start at 0
+    assert choose_threads_bind([4])[0] == "4"
+    assert choose_threads_bind([0, 1], "auto")[0] is None  # vLLM's own binding
+    assert choose_threads_bind([0, 1], "0-7|8-15") == (
+        "0-7|8-15",
+        "engine.cpu_threads_bind=0-7|8-15 set in the config",
+    )
+
+
+def test_cpu_choice_reaches_the_engine_arguments_and_environment():
+    from automem.serving.cpu import choose_cpu_engine
+    from automem.serving.options import cpu_engine_env, engine_kwargs
+
+    cfg = ServeConfig()
+    bf16 = choose_cpu_engine(AVX512_BF16, [2, 3], dtype=cfg.engine.dtype)
+    fp32 = choose_cpu_engine(AVX512_NO_BF16, [0, 1], dtype=cfg.engine.dtype)
+    assert engine_kwargs(cfg, bf16)["dtype"] == "bfloat16" and engine_kwargs(cfg, fp32)["dtype"] == "float32"
+    assert cpu_engine_env(cfg, bf16)["VLLM_CPU_OMP_THREADS_BIND"] == "2-3"
+    assert engine_kwargs(cfg)["dtype"] in (
+        "float32",
+        "bfloat16",
+    )  # this machine's choice: never vLLM's "auto"
+    gpu = load_config(ROOT / "deploy/serve-gpu.yaml", ["engine.dtype=auto"])
+    assert engine_kwargs(gpu)["dtype"] == "auto" and cpu_engine_env(gpu) == {}  # vLLM's own on GPUs
+
+
+def test_cpu_flags_are_read_from_cpuinfo(tmp_path):
+    from automem.serving.cpu import cpu_flags
+
+    info = tmp_path / "cpuinfo"
+    info.write_text(
+        "processor\t: 0\nmodel name\t: Xeon\nflags\t\t: fpu avx2 avx512f avx512_bf16\n\nprocessor\t: 1\n"
+    )
+    assert cpu_flags(info) == {"fpu", "avx2", "avx512f", "avx512_bf16"}
+    assert cpu_flags(tmp_path / "missing") == frozenset()
+
+
+def test_dtype_auto_is_the_embedded_default_and_a_typo_is_rejected():
+    assert load_config(ROOT / "deploy/serve-embedded.yaml").engine.dtype == "auto"
+    assert ServeConfig().engine.dtype == "auto"
+    assert parse_config({"engine": {"dtype": "auto"}}).engine.dtype == "auto"
+    for typo in ("bf16", "bfloat61", "Auto"):
+        with pytest.raises(ConfigError, match="engine.dtype") as exc:
+            parse_config({"engine": {"dtype": typo}})
+        assert "'auto'" in str(exc.value)
