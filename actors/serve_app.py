@@ -24,9 +24,11 @@ from automem.llm.embedded import prepare_embedded_model
 from automem.serving import adapters
 from automem.serving.auth import ApiKeyMiddleware, HashedKey
 from automem.serving.config import EMBEDDED, ServeConfig
+from automem.serving.cpu import CpuChoice
 from automem.serving.guard import ServeApp, ServeInstance, serve_conflict
 from automem.serving.local_s3 import LocalS3, start_local_s3
 from automem.serving.options import (
+    cpu_choice,
     cpu_engine_env,
     engine_deployment_config,
     engine_kwargs,
@@ -38,8 +40,9 @@ ROUTE_PREFIX = "/"
 Progress = Callable[[str], None]
 
 
-def replica_env(cfg: ServeConfig, local_s3: LocalS3 | None) -> dict[str, str]:
-    """Environment the engine and ingress replicas need: S3 endpoint and credentials, the CPU KV-cache size.
+def replica_env(cfg: ServeConfig, local_s3: LocalS3 | None, cpu: CpuChoice | None = None) -> dict[str, str]:
+    """Environment the engine and ingress replicas need: S3 endpoint and credentials, the CPU KV-cache size and
+    thread binding (``cpu``'s; default: chosen on this machine).
 
     They must reach the replicas through ``runtime_env``; the driver's environment is not theirs (FACTS.md).
     """
@@ -53,17 +56,25 @@ def replica_env(cfg: ServeConfig, local_s3: LocalS3 | None) -> dict[str, str]:
                 env_vars.AWS_DEFAULT_REGION,
             )
         )
-    env.update(cpu_engine_env(cfg))
+    env.update(cpu_engine_env(cfg, cpu))
     return env
 
 
-def llm_config(cfg: ServeConfig, model_source: str, *, env: dict[str, str], registry_uri: str | None = None):
-    """Ray Serve LLM's ``LLMConfig`` for the config (no Ray cluster needed to build it)."""
+def llm_config(
+    cfg: ServeConfig,
+    model_source: str,
+    *,
+    env: dict[str, str],
+    registry_uri: str | None = None,
+    cpu: CpuChoice | None = None,
+):
+    """Ray Serve LLM's ``LLMConfig`` for the config (no Ray cluster needed to build it); on the CPU, with
+    ``cpu``'s dtype (default: chosen on this machine)."""
     from ray.serve.llm import LLMConfig
 
     kwargs: dict[str, Any] = {
         "model_loading_config": {"model_id": cfg.model.id, "model_source": model_source},
-        "engine_kwargs": engine_kwargs(cfg),
+        "engine_kwargs": engine_kwargs(cfg, cpu),
         "deployment_config": engine_deployment_config(cfg.deployment),
         "runtime_env": {"env_vars": env} if env else None,
     }
@@ -198,6 +209,9 @@ def start_endpoint(
     if cfg.server.require_api_key and not api_key:
         raise RuntimeError("server.require_api_key is set but AUTOMEM_API_KEY is not")
     check_no_conflict(cfg)  # before anything is started, so a refusal leaves everything as it was
+    cpu = cpu_choice(cfg)  # once, so the log line, the engine's dtype and its binding agree
+    if cpu is not None:
+        progress(cpu.line())
     source = cfg.model.source
     if source == EMBEDDED:
         source = str(prepare_embedded_model(progress=progress))
@@ -215,8 +229,8 @@ def start_endpoint(
                 progress(f"adapters: {', '.join(names) if names else 'none yet'} ({registry.uri})")
             else:
                 registry = adapters.AdapterRegistry(cfg.lora.registry)
-        env = replica_env(cfg, local_s3)
-        config = llm_config(cfg, source, env=env, registry_uri=registry.uri if registry else None)
+        env = replica_env(cfg, local_s3, cpu)
+        config = llm_config(cfg, source, env=env, registry_uri=registry.uri if registry else None, cpu=cpu)
         app = build_app(cfg, config, env=env, api_key=api_key)
         serve.start(http_options={"host": cfg.server.host, "port": cfg.server.port})
         check_no_conflict(cfg)  # again: another process may have deployed while the S3 server started

@@ -203,7 +203,18 @@ def _background(cfg, args: argparse.Namespace, path: str, print_url: bool = True
                 cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
             )  # outlives this command and the terminal's Ctrl-C
         _err(f"starting the endpoint in the background (pid {proc.pid}; log: {log})")
+        _print_cpu_choice(cfg)
     return _follow(cfg.server.ready_timeout_s + 120, print_url)
+
+
+def _print_cpu_choice(cfg) -> None:
+    """Say which dtype and thread binding the CPU engine gets here, and why (the serving process, started on
+    this machine from the same config, makes the same choice and logs it; its progress line may pass unseen)."""
+    from automem.serving.options import cpu_choice
+
+    choice = cpu_choice(cfg)
+    if choice is not None:
+        _err(choice.line())
 
 
 def ensure_embedded(config: str | None = None) -> tuple[str, str | None]:
