@@ -47,7 +47,7 @@ class CpuChoice:
     def line(self) -> str:
         """One line for logs and ``automem serve``: the choice, then the reason."""
         bind = self.threads_bind or "vLLM's auto binding"
-        return f"CPU engine: {self.dtype}, threads {bind} ({self.reason})"
+        return f"CPU engine: {self.dtype}, threads {bind} - {self.reason}"
 
 
 def choose_dtype(flags: Iterable[str], requested: str = "auto") -> tuple[str, str]:
@@ -63,22 +63,22 @@ def choose_dtype(flags: Iterable[str], requested: str = "auto") -> tuple[str, st
         return requested, f"engine.dtype={requested} set in the config"
     have = set(flags)
     if "amx_bf16" in have:
-        return "bfloat16", "the CPU has AMX (amx_bf16): bf16 matrix products run on its tile units"
+        return "bfloat16", "the CPU has amx_bf16: bf16 matrix products run on its AMX tiles"
     if "avx512_bf16" in have:
         return (
             "bfloat16",
-            "the CPU has avx512_bf16: bf16 is computed natively (bf16 matmul about 4x fp32 there, FACTS.md)",
+            "the CPU has avx512_bf16: bf16 is computed natively, matmul about 4x fp32 on such a CPU per FACTS.md",
         )
     if "avx512f" in have:
         return (
             "float32",
-            "AVX-512 without avx512_bf16/AMX: bf16 is only converted (float32 was 2.1x faster, docs/LOG.md)",
+            "AVX-512 without avx512_bf16/AMX: bf16 is only converted, float32 was 2.1x faster per docs/LOG.md",
         )
     if "avx2" in have:
-        return "float32", "AVX2 without bf16 instructions: float32 (bf16 would be converted, not computed)"
+        return "float32", "AVX2 without bf16 instructions: bf16 would be converted, not computed"
     if not have:
-        return "float32", "CPU flags unknown (no /proc/cpuinfo flags): float32, the safe choice"
-    return "float32", "no bf16 instructions (avx512_bf16, amx_bf16) among the CPU flags: float32"
+        return "float32", "CPU flags unknown, no flags in /proc/cpuinfo: float32, the safe choice"
+    return "float32", "neither avx512_bf16 nor amx_bf16 among the CPU flags"
 
 
 def choose_threads_bind(cpus: Iterable[int], requested: str = "all") -> tuple[str | None, str]:
@@ -92,13 +92,13 @@ def choose_threads_bind(cpus: Iterable[int], requested: str = "all") -> tuple[st
         ``(value or None for vLLM's auto, reason)``.
     """
     if requested == "auto":
-        return None, "engine.cpu_threads_bind=auto: vLLM's own binding (one core kept for its scheduler)"
+        return None, "engine.cpu_threads_bind=auto: vLLM's own binding, one core kept for its scheduler"
     if requested != "all":
         return requested, f"engine.cpu_threads_bind={requested} set in the config"
     ids = sorted(set(cpus))
     if not ids:
         return None, "no usable CPUs found: vLLM's own binding"
-    return _id_list(ids), f"all {len(ids)} usable CPUs (vLLM's auto would keep one for its scheduler)"
+    return _id_list(ids), f"all {len(ids)} usable CPUs, where vLLM's auto would keep one for its scheduler"
 
 
 def choose_cpu_engine(

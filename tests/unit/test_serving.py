@@ -290,7 +290,7 @@ def test_auto_dtype_follows_the_cpu(flags, dtype, reason_word):
     choice = choose_cpu_engine(flags, [0, 1])
     assert choice.dtype == dtype
     assert reason_word in choice.dtype_reason
-    assert "\n" not in choice.line() and choice.line().startswith(f"CPU engine: {dtype}, threads 0-1 (")
+    assert "\n" not in choice.line() and choice.line().startswith(f"CPU engine: {dtype}, threads 0-1 - ")
 
 
 @pytest.mark.parametrize("forced", ["float32", "bfloat16"])
