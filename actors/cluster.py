@@ -91,3 +91,14 @@ def metrics_url() -> str:
     must be connected to a local cluster)."""
     node = ray._private.worker._global_node  # no public accessor for the export port of a local node
     return f"http://127.0.0.1:{node.metrics_export_port}/metrics"
+
+
+def placeable(resources: dict[str, float]) -> bool:
+    """Whether some alive node of the connected cluster has ``resources`` in total (free or not): False means
+    nothing can run there until a node that has them joins."""
+    for node in ray.nodes():
+        if node.get("Alive") and all(
+            node.get("Resources", {}).get(k, 0.0) >= v for k, v in resources.items()
+        ):
+            return True
+    return False

@@ -11,6 +11,9 @@ attempt's committed record.
 
 from __future__ import annotations
 
+import heapq
+import random
+import re
 import time
 from collections import deque
 from collections.abc import Callable
@@ -22,7 +25,6 @@ import ray
 from ray.exceptions import (
     ActorDiedError,
     ActorUnavailableError,
-    GetTimeoutError,
     RayActorError,
     RayError,
     RayTaskError,
@@ -31,18 +33,52 @@ from ray.exceptions import (
 from actors.runner import runner_actor
 from automem.rollout.jobs import EpisodeJob
 from automem.rollout.runner import RunnerConfig
-from automem.trajectory.storage import Storage
+from automem.trajectory.storage import PermanentStorageError, Storage
 from automem.trajectory.writer import EpisodeWriter
 
 
 class RunnersFailing(RuntimeError):
-    """Runner actors keep dying without finishing anything (e.g. an error in their creation task)."""
+    """Runner actors keep dying without finishing anything (e.g. an error in their creation task), or none could
+    be placed on the cluster in time."""
+
+
+class StorageFailing(RuntimeError):
+    """The store cannot be written for a reason waiting does not heal (no space, read-only, forbidden)."""
+
+
+# Ray's sentence on why an actor died, matched to a short cause (Ray 2.60 wording; the full text is kept after it).
+_DEATH_CAUSES = (
+    ("creation task", "its creation failed"),
+    ("killed by `ray.kill`", "killed (ray.kill)"),
+    ("memory monitor", "out of memory (Ray's memory monitor killed it)"),
+    ("OutOfMemory", "out of memory (Ray's memory monitor killed it)"),
+    ("node has died", "its node was lost"),
+    ("node died", "its node was lost"),
+    ("NODE_DIED", "its node was lost"),
+    ("preempted", "its node was preempted"),
+    ("INTENDED_USER_EXIT", "it exited on purpose"),
+    (
+        "connection error code 2",
+        "its process was killed (SIGKILL: the kernel's OOM killer, `ray stop --force`, "
+        "or a kill by hand) or crashed",
+    ),
+    ("exit detail", "its process exited unexpectedly"),
+)
 
 
 def _death_reason(exc: Exception) -> str:
-    """The error class and the gist of why an actor died (Ray's message ends with the actor's own error)."""
+    """Why a runner actor died: the cause Ray gives (killed, out of memory, node lost) first, then the gist of
+    Ray's own text (the sentence that names the cause, not its generic preamble)."""
     text = " ".join(str(exc).split())
-    return f"{type(exc).__name__}: ...{text[-400:]}" if len(text) > 400 else f"{type(exc).__name__}: {text}"
+    cause = next((why for needle, why in _DEATH_CAUSES if needle in text), None)
+    if getattr(exc, "_preempted", False):
+        cause = "its node was preempted"
+    m = re.search(r"The actor (?:is dead|died) because (.*)", text)
+    detail = m.group(1) if m else text
+    if len(detail) > 400:  # keep how the sentence starts and how Ray's text (or the actor's own error) ends
+        detail = f"{detail[:150]} ... {detail[-250:]}"
+    head = f"{type(exc).__name__}: {cause}" if cause else type(exc).__name__
+    return f"{head} ({detail})"
 
 
 def _task_error(exc: RayTaskError) -> str:
@@ -62,6 +98,7 @@ class RolloutResult:
     already_committed: int = 0  # retries answered from the store: the episode had committed before
     interrupted: bool = False
     wall_seconds: float = 0.0
+    retry_wait_seconds: float = 0.0  # time episodes spent waiting out their retry backoff (summed)
 
 
 @dataclass
@@ -79,7 +116,8 @@ class RolloutScheduler:
         config: passed to every runner.
         num_runners: actors to start.
         concurrency: episodes in flight in total.
-        max_attempts: attempts per episode before it is given up.
+        max_attempts: attempts per episode in this scheduler's run before it is given up (a resume starts from
+            attempt numbers above 1 and still gets this many).
         on_progress: called about once a second with a stats dict (the CLI draws its progress bar from it).
         runner_env: environment variables for the actors (e.g. the S3 endpoint).
         runner_cpus: logical CPUs each runner actor reserves.
@@ -87,7 +125,13 @@ class RolloutScheduler:
             ``config.max_llm_inflight``).
         runner_resources: custom resources each runner requests, e.g. ``{"rollout": 0.01}`` to place runners on
             the cluster's rollout nodes (``ray_cluster.yaml``).
+        retry_backoff_s: wait before an episode's first retry, doubled for each further one (jitter 0.5-1.5x,
+            at most ``MAX_BACKOFF_S``), so an endpoint outage does not use up every attempt at once.
+        placement_timeout_s: how long to wait for the first runner to be placed (an autoscaling cluster adding
+            a node) before the run fails with ``RunnersFailing``.
     """
+
+    MAX_BACKOFF_S = 300.0
 
     def __init__(
         self,
@@ -102,6 +146,8 @@ class RolloutScheduler:
         runner_cpus: float = 0.5,
         max_llm_inflight: int | None = None,
         runner_resources: dict[str, float] | None = None,
+        retry_backoff_s: float = 0.0,
+        placement_timeout_s: float = 600.0,
     ) -> None:
         if not jobs:
             raise ValueError("no episodes to run")
@@ -121,6 +167,11 @@ class RolloutScheduler:
         self.runner_env = runner_env
         self.runner_cpus = runner_cpus
         self.runner_resources = runner_resources
+        self.retry_backoff_s = retry_backoff_s
+        self.placement_timeout_s = placement_timeout_s
+        self.tries: dict[str, int] = {}  # episode id -> attempts dispatched in this run
+        self.delayed: list[tuple[float, int, EpisodeJob]] = []  # (due, seq, job): retries in their backoff
+        self._seq = 0
         self.result = RolloutResult()
         self.runners: list[_Runner] = []
         self._stats: dict[int, dict[str, Any]] = {}
@@ -147,19 +198,36 @@ class RolloutScheduler:
         return _Runner(handle, index)
 
     def _fill(self) -> None:
+        now = time.monotonic()
+        while self.delayed and self.delayed[0][0] <= now:
+            self.queue.append(heapq.heappop(self.delayed)[2])
         inflight = sum(len(r.inflight) for r in self.runners)
         for runner in sorted(self.runners, key=lambda r: len(r.inflight)):
             while self.queue and inflight < self.concurrency and len(runner.inflight) < self.per_runner:
                 job = self.queue.popleft()
                 runner.inflight[runner.handle.run.remote(job)] = job
                 self.result.attempts += 1
+                self.tries[job.episode_id] = self.tries.get(job.episode_id, 0) + 1
                 inflight += 1
 
-    def _retry_or_give_up(self, job: EpisodeJob, error: str) -> None:
-        if job.attempt < self.max_attempts:
-            self.queue.append(job.retry())
-        else:
+    def _retry_or_give_up(self, job: EpisodeJob, error: str, *, backoff: bool = True) -> None:
+        """Queue the episode's next attempt, after its backoff, unless it used up ``max_attempts`` in this run.
+
+        ``backoff`` is False for attempts lost with their runner (the episode did nothing wrong)."""
+        tries = self.tries.get(job.episode_id, 1)
+        if tries >= self.max_attempts:
             self.result.failed[job.episode_id] = error
+            return
+        delay = 0.0
+        if backoff and self.retry_backoff_s > 0:
+            base = self.retry_backoff_s * 2 ** (tries - 1)
+            delay = min(self.MAX_BACKOFF_S, base * random.uniform(0.5, 1.5))
+        if delay <= 0:
+            self.queue.append(job.retry())
+            return
+        self.result.retry_wait_seconds += delay
+        self._seq += 1
+        heapq.heappush(self.delayed, (time.monotonic() + delay, self._seq, job.retry()))
 
     def _collect(self, runner: _Runner, ref: Any) -> None:
         """Take the outcome of one finished episode task of ``runner``."""
@@ -178,6 +246,8 @@ class RolloutScheduler:
             self._replace(runner, why)
             return
         except RayTaskError as exc:
+            if isinstance(exc.cause, PermanentStorageError):
+                raise StorageFailing(str(exc.cause)) from exc
             self._retry_or_give_up(job, _task_error(exc))
             return
         except RayError as exc:  # e.g. the result object was lost with its node: play it again
@@ -214,7 +284,7 @@ class RolloutScheduler:
                 )
             except Exception:  # storage trouble must not stop the run; the attempt simply has no record
                 pass
-            self._retry_or_give_up(job, f"runner died: {error}")
+            self._retry_or_give_up(job, f"runner died: {error}", backoff=False)
         runner.inflight.clear()
         try:
             ray.kill(runner.handle)
@@ -260,25 +330,45 @@ class RolloutScheduler:
             "elapsed_s": elapsed,
         }
 
-    def start(self, timeout_s: float = 300.0) -> None:
-        """Start the runner actors and wait until each answers (process start, imports, its model client).
+    def start(self, all_within_s: float = 30.0) -> None:
+        """Start the runner actors and wait until they answer (process start, imports, its model client).
 
-        ``run`` calls it when it was not called before; calling it first keeps actor start-up out of ``run``'s
-        timing (the benchmarks do).
+        Waits for every runner up to ``all_within_s``; after that, one that answers is enough (the others start
+        when the cluster places them: an autoscaling cluster adding nodes), and with none by
+        ``placement_timeout_s`` the run fails. ``run`` calls it when it was not called before; calling it first
+        keeps actor start-up out of ``run``'s timing (the benchmarks do).
 
         Raises:
-            RunnersFailing: a runner could not be created (its creation error is in the message).
+            RunnersFailing: a runner could not be created (its creation error is in the message), or none was
+                placed within ``placement_timeout_s``.
         """
         if self.runners:
             return
         self.runners = [self._start_runner(i) for i in range(self.num_runners)]
-        try:
-            ray.get([r.handle.stats.remote() for r in self.runners], timeout=timeout_s)
-        except GetTimeoutError:
-            return  # still being placed (an autoscaling cluster adding nodes, say): run() waits for them
-        except RayActorError as exc:
-            if "creation task" in str(exc):  # deterministic (an import error, a bad config): fail fast
-                raise RunnersFailing(f"a runner actor could not start: {_death_reason(exc)}") from exc
+        t0 = time.monotonic()
+        pending = [r.handle.stats.remote() for r in self.runners]
+        answered = 0
+        while pending:
+            waited = time.monotonic() - t0
+            if answered and waited >= all_within_s:
+                return
+            if not answered and waited >= self.placement_timeout_s:
+                wanted = {"CPU": self.runner_cpus, **(self.runner_resources or {})}
+                raise RunnersFailing(
+                    f"no runner actor was placed within {self.placement_timeout_s:.0f} s: no node offers "
+                    f"{wanted} (free); add such a node, or change --runner-resource / --placement-timeout"
+                )
+            done, pending = ray.wait(pending, num_returns=len(pending), timeout=1.0)
+            for ref in done:
+                try:
+                    ray.get(ref)
+                except RayActorError as exc:
+                    if "creation task" in str(
+                        exc
+                    ):  # deterministic (an import error, a bad config): fail fast
+                        raise RunnersFailing(f"a runner actor could not start: {_death_reason(exc)}") from exc
+                    continue  # died right away: the run loop replaces it
+                answered += 1
 
     def run(self) -> RolloutResult:
         """Run every job to an outcome; Ctrl-C stops cleanly (committed episodes stay, the rest can resume)."""
@@ -286,9 +376,13 @@ class RolloutScheduler:
         self._t0 = time.perf_counter()
         last_progress = 0.0
         try:
-            while self.queue or any(r.inflight for r in self.runners):
+            while self.queue or self.delayed or any(r.inflight for r in self.runners):
                 self._fill()
                 refs = [ref for r in self.runners for ref in r.inflight]
+                if not refs:  # only retries waiting out their backoff
+                    time.sleep(
+                        min(0.5, max(0.0, self.delayed[0][0] - time.monotonic())) if self.delayed else 0.05
+                    )
                 ready, rest = ray.wait(refs, num_returns=1, timeout=0.5) if refs else ([], [])
                 if ready and rest:  # take every result that is ready, not one per loop
                     ready += ray.wait(rest, num_returns=len(rest), timeout=0)[0]

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import os
 import sys
 from typing import Any
 
@@ -44,8 +45,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--endpoint",
-        default="embedded",
-        help="OpenAI-compatible base URL, or 'embedded' to use (or start) the embedded endpoint (default)",
+        default=None,
+        help="OpenAI-compatible base URL, or 'embedded' to use (or start) the embedded endpoint (default; a "
+        "resume uses the run's endpoint)",
     )
     p.add_argument("--max-steps", type=int, default=None, help="step cap per episode (default 30)")
     p.add_argument("--seeds", default=None, help="seed list: '1,5,9', '0-99' or a mix (default 0-999)")
@@ -65,7 +67,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="with --resume: take over the run even if another driver's heartbeat looks alive",
     )
     p.add_argument(
-        "--max-attempts", type=int, default=3, help="attempts per episode before giving up (default 3)"
+        "--max-attempts",
+        type=int,
+        default=3,
+        help="attempts per episode in this invocation before giving up; a resume gives failed episodes this "
+        "many again (default 3)",
     )
     p.add_argument(
         "--max-llm-inflight",
@@ -78,6 +84,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         type=float,
         default=None,
         help="seconds one episode attempt may take before it fails and is retried (default: no limit)",
+    )
+    p.add_argument(
+        "--retry-backoff",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="wait before an episode's first retry, doubled for each further one, with jitter (default 10)",
+    )
+    p.add_argument(
+        "--placement-timeout",
+        type=float,
+        default=600.0,
+        metavar="SECONDS",
+        help="how long to wait for runners to be placed on a cluster that can add nodes (default 600)",
     )
     p.add_argument(
         "--address",
@@ -106,7 +126,10 @@ def _fail(msg: str) -> int:
 def run(args: argparse.Namespace) -> int:
     """Validate, connect, run, summarise."""
     from automem import env_vars
+    from automem.llm.tokens import HFTokenCounter
     from automem.rollout import RunnerConfig, make_jobs, parse_seeds
+    from automem.rollout.checks import check_context_window, check_scaffold_fits, check_timeout
+    from automem.rollout.jobs import MAX_EPISODES
     from automem.rollout.resume import JOB_DEFAULTS, job_settings, next_attempts, parse_resources
     from automem.scaffold import ScaffoldError, content_id, from_yaml, load, to_yaml
     from automem.trajectory import (
@@ -133,8 +156,15 @@ def run(args: argparse.Namespace) -> int:
     ):
         if value is not None and value < 1:
             return _fail(f"{name} must be at least 1")
-    if args.episode_timeout is not None and args.episode_timeout <= 0:
-        return _fail("--episode-timeout must be positive")
+    if args.episodes is not None and args.episodes > MAX_EPISODES:
+        return _fail(f"--episodes must be at most {MAX_EPISODES:,}; split larger work into several runs")
+    try:
+        check_timeout("--episode-timeout", args.episode_timeout)
+        check_timeout("--retry-backoff", args.retry_backoff or None)
+        check_timeout("--placement-timeout", args.placement_timeout)
+        check_context_window(args.context_window)
+    except ValueError as exc:
+        return _fail(str(exc))
     if args.resume and not args.run_id:
         return _fail("--resume needs --run-id (the run to continue)")
     if args.force and not args.resume:
@@ -171,6 +201,9 @@ def run(args: argparse.Namespace) -> int:
         else:
             scaffold = load(job["scaffold"] or f"{env_family(job['env'])}-v0")
         seeds = parse_seeds(job["seeds"])
+        # A scaffold whose prompt cannot fit would fail every attempt: refuse it now (a generous estimate here;
+        # again with the served model's tokenizer once the endpoint is known).
+        check_scaffold_fits(scaffold, job["env"], args.context_window)
     except (ScaffoldError, ValueError) as exc:
         return _fail(str(exc))
     memory_model = job["memory_model"] or job["model"]
@@ -211,24 +244,44 @@ def run(args: argparse.Namespace) -> int:
             return 0
 
     # -- connect: endpoint, Ray --------------------------------------------------------------------------------
+    # A resume talks to the endpoint the run was started with unless told otherwise.
+    endpoint_spec = args.endpoint or (manifest or {}).get("config", {}).get("endpoint") or "embedded"
+    from actors.cluster import connect_ray, placeable
+    from actors.scheduler import RolloutScheduler, RunnersFailing, StorageFailing
+
     try:
-        endpoint, tokenizer_dir = resolve_endpoint(args.endpoint)
-    except RuntimeError as exc:
-        lease.release()
+        endpoint, tokenizer_dir = resolve_endpoint(endpoint_spec)
+        if tokenizer_dir:  # the exact check, with the served model's tokenizer
+            check_scaffold_fits(
+                scaffold, job["env"], args.context_window, HFTokenCounter.from_model_dir(tokenizer_dir)
+            )
+        conn = connect_ray(args.address)
+        if runner_resources and not placeable({"CPU": 0.5, **runner_resources}):
+            wanted = ", ".join(f"{k}={v:g}" for k, v in runner_resources.items())
+            if conn.started:  # a cluster this process just started has no autoscaler to add a node
+                raise RuntimeError(f"no node of the local cluster has the runner resource {wanted}")
+            print(
+                f"automem rollout: no node has the runner resource {wanted} now; waiting up to "
+                f"{args.placement_timeout:.0f} s for one (an autoscaler adding a node; --placement-timeout)",
+                file=sys.stderr,
+            )
+    except (RuntimeError, ValueError, ConnectionError) as exc:
+        _abandon(storage, run_id, lease, new_run=not args.resume)
         return _fail(str(exc))
-    from actors.cluster import connect_ray
-    from actors.scheduler import RolloutScheduler, RunnersFailing
 
     actor_env = env_vars.forwarded(env_vars.AWS_ENDPOINT_URL, env_vars.AUTOMEM_API_KEY)
     actor_env.update(aws_credentials())
-    how = connect_ray(args.address).how
-    print(f"ray: {how}; endpoint {endpoint}; writing to {args.out} (run {run_id})", file=sys.stderr)
+    print(f"ray: {conn.how}; endpoint {endpoint}; writing to {args.out} (run {run_id})", file=sys.stderr)
     if not args.resume:
         write_manifest(
             storage,
             run_id,
             {
-                "config": {**{k: v for k, v in vars(args).items() if k != "func"}, **job},
+                "config": {
+                    **{k: v for k, v in vars(args).items() if k != "func"},
+                    **job,
+                    "endpoint": endpoint_spec,
+                },
                 "env_id": job["env"],
                 "scaffold_id": scaffold.id,
                 "scaffold_content_id": content_id(scaffold),
@@ -266,12 +319,19 @@ def run(args: argparse.Namespace) -> int:
         runner_env=actor_env or None,
         max_llm_inflight=args.max_llm_inflight,
         runner_resources=runner_resources or None,
+        retry_backoff_s=args.retry_backoff,
+        placement_timeout_s=args.placement_timeout,
     )
     try:
         with reporter:
             result = scheduler.run()
-    except RunnersFailing as exc:
+    except (RunnersFailing, StorageFailing) as exc:
         print(f"automem rollout: {exc}", file=sys.stderr)
+        print(
+            f"committed episodes are kept; after fixing it, continue with:\n"
+            f"  automem rollout --resume --run-id {run_id} --out {args.out}",
+            file=sys.stderr,
+        )
         return 1
     finally:
         try:
@@ -284,6 +344,8 @@ def run(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
     _summary(result, run_id, args.out, skipped, scheduler.progress())
+    if endpoint_spec == "embedded":
+        _say_embedded_still_running(endpoint)
     if result.interrupted:
         print(
             f"\ninterrupted: committed episodes are kept. Continue with:\n"
@@ -292,6 +354,33 @@ def run(args: argparse.Namespace) -> int:
         )
         return 130
     return 0 if not result.failed else 1
+
+
+def _abandon(storage, run_id: str, lease, *, new_run: bool) -> None:
+    """A start that failed after taking the lease: release it, and leave no trace of a run that never began."""
+    try:
+        lease.release()
+        if new_run:
+            storage.delete_dir(storage.path("runs", run_id))
+            if not storage.is_s3 and not os.listdir(storage.path("runs")):
+                os.rmdir(storage.path("runs"))  # nothing else was ever there
+    except Exception as exc:  # noqa: BLE001 - best effort; the failure being reported matters more
+        print(f"automem rollout: could not clean up run {run_id}: {exc}", file=sys.stderr)
+
+
+def _say_embedded_still_running(url: str) -> None:
+    """The embedded endpoint outlives the rollout (the next one starts at once); say so, and how to stop it."""
+    from automem.serving.local_s3 import pid_alive
+    from automem.serving.state import read_state
+
+    state = read_state()
+    if state is None or not pid_alive(state.pid):
+        return
+    print(
+        f"\nthe embedded model endpoint is still running at {url} (about 4 GB; it keeps the cores busy while it "
+        "serves). Stop it with: automem serve --stop",
+        file=sys.stderr,
+    )
 
 
 def _with_attempt(job, attempt: int):

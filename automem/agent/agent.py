@@ -117,6 +117,22 @@ class Agent:
             "plan": self._reserve("plan", t.plan_turns),
         }
 
+    def check_fits(self, actions: list) -> None:
+        """Fail now if a step's prompt cannot fit the budget even with an empty observation and memory (then
+        every attempt of every episode would fail the same way).
+
+        Raises:
+            ValueError: the static prompt (system text, operation help, file schema, the game's actions) and a
+                phase's instruction exceed ``context.max_prompt_tokens``.
+        """
+        system = static_prefix(self.scaffold, actions)
+        ctx = StepContext(0, None, "", "", "(no files)", [])
+        p, c = self.scaffold.prompts, self.scaffold.context
+        for instruction in (p.log, p.plan, p.action):
+            fit_context(
+                ctx, system, instruction, self.counter, c.max_prompt_tokens, c.max_observation_chars, 0
+            )
+
     def system_prompt(self, env: TextEnv) -> str:
         """The static prefix every prompt of an episode on ``env`` starts with."""
         return static_prefix(self.scaffold, env.actions)

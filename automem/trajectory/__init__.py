@@ -10,7 +10,7 @@ from automem.trajectory.runs import (
     write_manifest,
 )
 from automem.trajectory.schemas import SCHEMA_VERSION, TABLES
-from automem.trajectory.storage import Storage, StorageError, s3_filesystem
+from automem.trajectory.storage import PermanentStorageError, Storage, StorageError, s3_filesystem
 from automem.trajectory.writer import AlreadyCommitted, EpisodeWriter, check_id
 
 __all__ = [
@@ -23,6 +23,7 @@ __all__ = [
     "TABLES",
     "EpisodeWriter",
     "Storage",
+    "PermanentStorageError",
     "StorageError",
     "check_id",
     "committed_episode_ids",

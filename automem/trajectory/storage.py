@@ -7,6 +7,7 @@ unreachable for a while delays writes instead of losing them.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import random
@@ -43,6 +44,35 @@ TMP_PREFIX = ".tmp-"
 
 class StorageError(RuntimeError):
     """The storage root could not be used (after retries, where they apply)."""
+
+
+class PermanentStorageError(StorageError):
+    """An error that waiting does not heal (no space, a read-only or forbidden root, a missing bucket): raised
+    at once, without retries, so a run stops in seconds with the cause instead of retrying for minutes."""
+
+
+# errno values of local writes that retrying does not fix.
+_PERMANENT_ERRNO = {
+    errno.ENOSPC: "no space left on the device",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EROFS: "the file system is read-only",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "operation not permitted",
+    errno.EFBIG: "file too large for the file system",
+}
+
+
+def permanent_cause(exc: BaseException) -> str | None:
+    """Why ``exc`` will not heal by waiting (a phrase for the message), or None if it may be transient."""
+    if isinstance(exc, OSError) and exc.errno in _PERMANENT_ERRNO:
+        return _PERMANENT_ERRNO[exc.errno]
+    text = str(exc)
+    for code, why in _PERMANENT_ERRNO.items():  # pyarrow sometimes reports errno only in the text
+        if f"[errno {code}]" in text.lower():
+            return why
+    if any(m in text for m in _PERMANENT):
+        return "the bucket refused the request"
+    return None
 
 
 def aws_credentials() -> dict[str, str]:
@@ -111,8 +141,9 @@ class Storage:
             except FileNotFoundError:
                 raise
             except (OSError, pa.ArrowException) as exc:
-                if any(m in str(exc) for m in _PERMANENT):
-                    raise StorageError(f"{what} on {self.uri} failed: {exc}") from exc
+                why = permanent_cause(exc)
+                if why is not None:
+                    raise PermanentStorageError(f"{what} on {self.uri} failed ({why}): {exc}") from exc
                 if time.monotonic() + delay > deadline:
                     raise StorageError(
                         f"{what} on {self.uri} failed for {self.retry_for_s:.0f} s: {exc}"
