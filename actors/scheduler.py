@@ -356,7 +356,7 @@ class RolloutScheduler:
                 wanted = {"CPU": self.runner_cpus, **(self.runner_resources or {})}
                 raise RunnersFailing(
                     f"no runner actor was placed within {self.placement_timeout_s:.0f} s: no node offers "
-                    f"{wanted} (free); add such a node, or change --runner-resource / --placement-timeout"
+                    f"{wanted}; add such a node, or change --runner-resource / --placement-timeout"
                 )
             done, pending = ray.wait(pending, num_returns=len(pending), timeout=1.0)
             for ref in done:

@@ -273,25 +273,29 @@ def run(args: argparse.Namespace) -> int:
     actor_env.update(aws_credentials())
     print(f"ray: {conn.how}; endpoint {endpoint}; writing to {args.out} (run {run_id})", file=sys.stderr)
     if not args.resume:
-        write_manifest(
-            storage,
-            run_id,
-            {
-                "config": {
-                    **{k: v for k, v in vars(args).items() if k != "func"},
-                    **job,
-                    "endpoint": endpoint_spec,
+        try:
+            write_manifest(
+                storage,
+                run_id,
+                {
+                    "config": {
+                        **{k: v for k, v in vars(args).items() if k != "func"},
+                        **job,
+                        "endpoint": endpoint_spec,
+                    },
+                    "env_id": job["env"],
+                    "scaffold_id": scaffold.id,
+                    "scaffold_content_id": content_id(scaffold),
+                    "scaffold_yaml": to_yaml(scaffold),
+                    "models": {"action": job["model"], "memory": memory_model},
+                    "endpoint": endpoint,
+                    "seeds": sorted({j.seed for j in jobs}),
+                    "episodes": job["episodes"],
                 },
-                "env_id": job["env"],
-                "scaffold_id": scaffold.id,
-                "scaffold_content_id": content_id(scaffold),
-                "scaffold_yaml": to_yaml(scaffold),
-                "models": {"action": job["model"], "memory": memory_model},
-                "endpoint": endpoint,
-                "seeds": sorted({j.seed for j in jobs}),
-                "episodes": job["episodes"],
-            },
-        )
+            )
+        except StorageError as exc:
+            _abandon(storage, run_id, lease, new_run=True)
+            return _fail(f"could not write the run's manifest: {exc}")
     config = RunnerConfig(
         endpoint=endpoint,
         storage_root=args.out,
