@@ -109,7 +109,10 @@ def test_killed_runner_loses_and_duplicates_nothing(ray_session, tmp_path, stub_
     assert sched.result.runner_restarts >= 1 and not sched.result.failed
     assert_complete(str(tmp_path), "kill", [j.episode_id for j in job_list], 6)
     attempts = load_store(str(tmp_path), tables=("attempts",))["attempts"].to_pylist()
-    assert any(a["status"] == "failed" and "runner died: ActorDiedError" in a["error"] for a in attempts)
+    assert any(
+        a["status"] == "failed" and "runner died: ActorDiedError: killed (ray.kill)" in a["error"]
+        for a in attempts
+    ), [a["error"] for a in attempts]
 
 
 def test_flaky_endpoint_is_retried_and_failures_recorded(ray_session, tmp_path, stub_model):

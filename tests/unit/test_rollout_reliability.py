@@ -270,3 +270,21 @@ def test_seed_ranges_stay_lazy():
 
 def test_storage_error_is_the_base_of_the_permanent_one():
     assert issubclass(PermanentStorageError, StorageError)
+
+
+# -- the rollout's summary: the embedded endpoint it leaves running --------------------------------------------
+
+
+def test_the_summary_says_the_embedded_endpoint_is_still_running(tmp_path, monkeypatch, capsys):
+    from automem.serving.state import EndpointState, write_state
+    from pipelines.rollout import _say_embedded_still_running
+
+    monkeypatch.setenv("AUTOMEM_STATE_DIR", str(tmp_path))
+    _say_embedded_still_running("http://127.0.0.1:8000/v1")
+    assert capsys.readouterr().err == "", "nothing is said when no endpoint is recorded"
+    write_state(
+        EndpointState(pid=os.getpid(), base_url="http://127.0.0.1:8000/v1", model_id="m", phase="ready")
+    )
+    _say_embedded_still_running("http://127.0.0.1:8000/v1")
+    err = capsys.readouterr().err
+    assert "still running at http://127.0.0.1:8000/v1" in err and "automem serve --stop" in err
