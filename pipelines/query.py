@@ -10,7 +10,12 @@ or `automem query ROOT "DESCRIBE steps"`). Rows of episodes that have not commit
 s3:// roots, AWS_ENDPOINT_URL names an S3-compatible server. From Python: ``automem.query(root, sql)`` returns
 an Arrow table; from Ray Data: ``pipelines.query.ray_dataset(root, table)``.
 
-Exit status: 0, or 2 when ROOT does not exist, holds no trajectory store, cannot be reached, or the SQL fails.
+SQL sees the store's views and nothing else: one read-only statement (SELECT, WITH, VALUES, DESCRIBE, SHOW,
+SUMMARIZE, or EXPLAIN of one), which reads the store's own files and no others (no read_csv of other files, glob,
+COPY, ATTACH, INSTALL or SET). --unsafe-sql lifts this for trusted local use.
+
+Exit status: 0, or 2 when ROOT does not exist, holds no trajectory store, cannot be reached, or the SQL fails or is
+refused.
 """
 
 from __future__ import annotations
@@ -39,6 +44,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=100,
         metavar="N",
         help="rows shown as a table (default 100; CSV/JSON: all)",
+    )
+    p.add_argument(
+        "--unsafe-sql",
+        action="store_true",
+        help="run any SQL, of any number of statements, with DuckDB unrestricted: it may then read and write any "
+        "file this process can (read_csv, glob, COPY), attach databases, install extensions and change settings. "
+        "For trusted local use only; never for SQL from someone else, nor in a job on a shared cluster",
     )
     add_retry_argument(p)
     p.set_defaults(func=run)
@@ -89,6 +101,7 @@ def run(args: argparse.Namespace) -> int:
     import duckdb
 
     from automem.analytics import query, render
+    from automem.analytics.store import UnsafeSQLError
     from automem.trajectory import TABLES
 
     if not args.sql.strip():
@@ -98,9 +111,15 @@ def run(args: argparse.Namespace) -> int:
         print("automem query: error: --max-rows and --retry-s must be 0 or more", file=sys.stderr)
         return 2
     try:
-        table = query(open_root(args.root, args.retry_s), args.sql)
+        table = query(open_root(args.root, args.retry_s), args.sql, unsafe_sql=args.unsafe_sql)
     except read_errors() as exc:
-        hint = f" (views: {', '.join(TABLES)})" if isinstance(exc, duckdb.CatalogException) else ""
+        hint = ""
+        if isinstance(exc, duckdb.CatalogException):
+            hint = f" (views: {', '.join(TABLES)})"
+        elif isinstance(exc, duckdb.PermissionException):
+            hint = "; a query reads the store's views and no other file; --unsafe-sql lifts this, for trusted use"
+        elif isinstance(exc, UnsafeSQLError):
+            hint = "; --unsafe-sql lifts this, for trusted local use"
         print(f"automem query: {error_text(exc)}{hint}", file=sys.stderr)
         return 2
     if args.json:
