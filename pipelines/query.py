@@ -14,6 +14,13 @@ SQL sees the store's views and nothing else: one read-only statement (SELECT, WI
 SUMMARIZE, or EXPLAIN of one), which reads the store's own files and no others (no read_csv of other files, glob,
 COPY, ATTACH, INSTALL or SET). --unsafe-sql lifts this for trusted local use.
 
+Output: an aligned table, or --csv, or --json (an array of row objects). Every DuckDB type prints; a value JSON
+cannot hold as it is becomes: DECIMAL/HUGEINT a number when whole or when a double keeps its digits, else a string
+of its exact digits; NaN and infinities the strings "NaN", "Infinity", "-Infinity"; dates, times and timestamps ISO
+8601 strings ("infinity" for DuckDB's infinite ones); INTERVAL an ISO 8601 duration ("P1DT2H"); BLOB base64;
+UUID its text; MAP an object keyed by the keys' text. CSV writes the same, with nested cells as JSON and DECIMAL
+exactly.
+
 Exit status: 0, or 2 when ROOT does not exist, holds no trajectory store, cannot be reached, or the SQL fails or is
 refused.
 """
