@@ -20,6 +20,9 @@ Exit status is 0 even when operations fail (each result says ok or error);
 2 for usage errors (bad flags, unreadable scaffold, --json input that is not a JSON array).
 Lines are separated by \\n only. Patterns are literal, case-insensitive substrings, not regexes.
 With --json, an item whose op is not a registered operation reports op null.
+Results echo each argument and unparsed line up to {echo} characters and error messages up to {error}, then
+"... [N more characters cut]"; at most {echo_args} arguments, then "... [N more arguments cut]". Only the echo
+is shortened: the operations themselves see every character.
 Without --scaffold every operation is enabled, under the default quotas:
 {quotas}
 """
@@ -27,6 +30,7 @@ Without --scaffold every operation is enabled, under the default quotas:
 
 def register(sub: argparse._SubParsersAction) -> None:
     from automem.memory import DEFAULT_QUOTAS, render_help
+    from automem.memory.results import ECHO_ARGS, ECHO_CHARS, ERROR_CHARS
 
     p = sub.add_parser("memory", help="run memory operations against a directory")
     msub = p.add_subparsers(dest="memory_command", metavar="SUBCOMMAND", required=True)
@@ -37,6 +41,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "against directory ROOT (created if missing) and print one JSON object per operation or parse error.",
         epilog=_EPILOG.format(
             help=render_help(),
+            echo=ECHO_CHARS,
+            echo_args=ECHO_ARGS,
+            error=ERROR_CHARS,
             quotas=", ".join(f"{k}={v}" for k, v in DEFAULT_QUOTAS.model_dump().items()),
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,

@@ -22,6 +22,29 @@ ERROR_KINDS = (
 )
 
 
+# How much of its input a result echoes (``OpResult.to_json``): each argument and unparsed line up to ECHO_CHARS
+# characters, at most ECHO_ARGS arguments, an error message up to ERROR_CHARS; the rest is replaced by a marker
+# that says how much was cut. A 50 MB argument that a quota refuses is not printed back whole. Only the echo is
+# shortened: the operation, the op log and replay see every character.
+ECHO_CHARS = 200
+ECHO_ARGS = 16
+ERROR_CHARS = 1000
+
+
+def shorten(text: str, limit: int = ECHO_CHARS) -> str:
+    """``text``, or its first ``limit`` characters and a marker saying how many more were cut."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... [{len(text) - limit} more characters cut]"
+
+
+def _echo_args(args: list[str]) -> list[str]:
+    out = [shorten(a) for a in args[:ECHO_ARGS]]
+    if len(args) > ECHO_ARGS:
+        out.append(f"... [{len(args) - ECHO_ARGS} more arguments cut]")
+    return out
+
+
 @dataclass
 class OpResult:
     """What one operation (or one unparseable fragment) returned to the model."""
@@ -37,17 +60,21 @@ class OpResult:
     raw: str = ""
 
     def to_json(self) -> dict[str, Any]:
-        """The JSON object the CLI prints: ``op``, ``args``, ``ok`` and ``output`` or ``error``."""
-        out: dict[str, Any] = {"op": self.op, "args": self.args, "ok": self.ok}
+        """The JSON object the CLI prints: ``op``, ``args``, ``ok`` and ``output`` or ``error``.
+
+        Echoed input (``args``, ``raw``) and the error message are shortened (``ECHO_CHARS``, ``ECHO_ARGS``,
+        ``ERROR_CHARS``), with a marker saying how much was cut; the output is already bounded by its quota.
+        """
+        out: dict[str, Any] = {"op": self.op, "args": _echo_args(self.args), "ok": self.ok}
         if self.ok:
             out["output"] = self.output
             if self.cut_chars:
                 out["cut_chars"] = self.cut_chars
         else:
-            out["error"] = self.error
+            out["error"] = self.error if self.error is None else shorten(self.error, ERROR_CHARS)
             out["error_kind"] = self.error_kind
             if self.op is None:
-                out["raw"] = self.raw
+                out["raw"] = shorten(self.raw)
         if self.bytes_delta:
             out["bytes_delta"] = self.bytes_delta
         return out

@@ -124,3 +124,31 @@ def test_audit_inputs_print_a_json_array_never_a_traceback(tmp_path):
     bad.write_bytes(b"id: x\n\xff\xfe\n")
     rc, out, err = cli_bytes(str(root), "LIST", "--scaffold", str(bad))
     assert rc == 2 and "not UTF-8" in err and "bin.yaml" in err and "Traceback" not in err
+
+
+def test_long_input_is_echoed_shortened_and_runs_whole(tmp_path):
+    """A 5 MB line refused by the quota came back as 5 MB of JSON; now each echo is bounded and says what it cut."""
+    from automem.memory.results import ECHO_ARGS, ECHO_CHARS
+
+    big = "y" * 5_000_000
+    res = cli(str(tmp_path), "-", stdin=f"APPEND notes.md {big}\n{'z' * 1_000_000}")
+    assert res.returncode == 0, res.stderr
+    assert len(res.stdout) < 5000
+    quota, garbage = json.loads(res.stdout)
+    assert quota["error_kind"] == "quota" and quota["args"][0] == "notes.md"
+    assert quota["args"][1] == "y" * ECHO_CHARS + f"... [{5_000_000 - ECHO_CHARS} more characters cut]"
+    assert garbage["op"] is None and garbage["raw"].endswith(
+        f"... [{1_000_000 - ECHO_CHARS} more characters cut]"
+    )
+    assert not (tmp_path / "notes.md").exists()
+    # Only the echo is cut: an operation that succeeds writes every character; an unknown operation with a long
+    # name and many arguments echoes a bounded name, message and argument list.
+    content = "line\n" * 500
+    ops = [{"op": "WRITE", "args": ["a.md", content]}, {"op": "X" * 100_000, "args": ["k"] * 1000}]
+    res = cli(str(tmp_path), "-", "--json", stdin=json.dumps(ops))
+    assert res.returncode == 0 and len(res.stdout) < 10_000, len(res.stdout)
+    wrote, unknown = json.loads(res.stdout)
+    assert wrote["ok"] and (tmp_path / "a.md").read_text() == content
+    assert wrote["args"][1] == content[:ECHO_CHARS] + f"... [{len(content) - ECHO_CHARS} more characters cut]"
+    assert unknown["error_kind"] == "unknown_op" and "more characters cut]" in unknown["error"]
+    assert unknown["args"] == ["k"] * ECHO_ARGS + [f"... [{1000 - ECHO_ARGS} more arguments cut]"]
