@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import httpx
-
-from automem import env_vars
-
 
 def known_env_ids() -> list[str]:
     """Every registered environment id."""
@@ -23,27 +19,13 @@ def env_family(env_id: str) -> str:
 
 
 def resolve_endpoint(spec: str) -> tuple[str, str | None]:
-    """The base URL to send requests to, and a tokenizer folder for exact budgets when known.
+    """``automem.serving.endpoint.resolve_endpoint``, with progress lines on stderr and its error as RuntimeError."""
+    import sys
 
-    ``embedded`` means the endpoint `automem serve` runs (started now if it is not running); anything else is a
-    URL of an OpenAI-compatible server, checked to answer ``/v1/models``.
+    from automem.serving.endpoint import EndpointError
+    from automem.serving.endpoint import resolve_endpoint as resolve
 
-    Raises:
-        RuntimeError: the endpoint is not reachable, with what to do about it.
-    """
-    if spec == "embedded":
-        from pipelines.serve import ensure_embedded
-
-        return ensure_embedded()
-    url = spec.rstrip("/")
-    key = env_vars.AUTOMEM_API_KEY.get()
-    headers = {"Authorization": f"Bearer {key}"} if key else {}
     try:
-        resp = httpx.get(f"{url}/models", headers=headers, timeout=10)
-    except httpx.HTTPError as exc:
-        raise RuntimeError(f"endpoint {url} is not reachable ({type(exc).__name__}: {exc})") from None
-    if resp.status_code in (401, 403):
-        raise RuntimeError(f"endpoint {url} refused the API key (set AUTOMEM_API_KEY)")
-    if resp.status_code != 200:
-        raise RuntimeError(f"endpoint {url}/models answered {resp.status_code}; is it OpenAI-compatible?")
-    return url, None
+        return resolve(spec, say=lambda m: print(m, file=sys.stderr, flush=True))
+    except EndpointError as exc:
+        raise RuntimeError(str(exc)) from None

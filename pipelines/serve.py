@@ -19,9 +19,7 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-import subprocess
 import sys
-import time
 
 DESCRIPTION = """Start the model endpoint (Ray Serve LLM running vLLM; by default SmolLM2-135M on the CPU with LoRA adapters by
 name), wait until it answers a chat request, and print its base URL (http://127.0.0.1:8000/v1) as the last line.
@@ -68,61 +66,39 @@ def _err(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def _config_path(config: str | None) -> str:
-    """``config`` made absolute (the background process may not share our directory), else the default.
-
-    Raises:
-        ConfigError: no config given and the project's default is not there.
-    """
-    from pathlib import Path
-
-    from automem.serving.config import default_config_path
-
-    return str(Path(config).resolve()) if config else str(default_config_path())
-
-
 def run(args: argparse.Namespace) -> int:
     """Dispatch to status, stop, foreground or background start."""
     from automem.serving.config import ConfigError, load_config
+    from automem.serving.endpoint import config_path
 
     if args.status:
         return _status()
     if args.stop:
         return _stop()
     try:
-        path = _config_path(args.config)
+        path = config_path(args.config)
         cfg = load_config(path, args.overrides)
     except ConfigError as exc:
         _err(str(exc))
         return 2
     if args.foreground:
         return _foreground(cfg, path)
-    return _background(cfg, args, path)
-
-
-def _running():
-    """The recorded endpoint if its process is alive, else None (stale state is cleared)."""
-    from automem.serving.local_s3 import pid_alive
-    from automem.serving.state import clear_state, read_state
-
-    state = read_state()
-    if state is None:
-        return None
-    if not pid_alive(state.pid):
-        clear_state()
-        return None
-    return state
+    return _background(cfg, args.overrides, path)
 
 
 def _status() -> int:
     import httpx
 
-    state = _running()
+    from automem.serving.endpoint import auth_headers, running
+
+    state = running()
     if state is None:
         print("not running")
         return 1
     try:
-        models = [m["id"] for m in _get(httpx, f"{state.base_url}/models").json()["data"]]
+        resp = httpx.get(f"{state.base_url}/models", headers=auth_headers(), timeout=10)
+        resp.raise_for_status()
+        models = [m["id"] for m in resp.json()["data"]]
     except Exception:  # noqa: BLE001 - any failure means "not answering"
         models = []
     print(f"{state.phase} (pid {state.pid}); {state.message}")
@@ -137,74 +113,33 @@ def _status() -> int:
     return 0 if state.phase == "ready" else 1
 
 
-def _get(httpx, url: str):
-    from automem import env_vars
-
-    key = env_vars.AUTOMEM_API_KEY.get()
-    resp = httpx.get(url, headers={"Authorization": f"Bearer {key}"} if key else {}, timeout=10)
-    resp.raise_for_status()
-    return resp
-
-
 def _stop() -> int:
-    from automem.serving.local_s3 import pid_alive, stop_process_group
-    from automem.serving.state import clear_state, read_state
+    from automem.serving.endpoint import stop
 
-    state = read_state()
-    if state is None:
-        print("not running")
-        return 0
-    if pid_alive(state.pid):
-        print(f"stopping the endpoint (pid {state.pid}) ...", flush=True)
-        # SIGINT (a KeyboardInterrupt there) lets it delete the app, stop the S3 server and shut down its own
-        # cluster. Not SIGTERM: Ray's failure-signal handler logs SIGTERM and re-raises it, ending the process
-        # before Python-level cleanup finishes.
-        os.kill(state.pid, signal.SIGINT)
-        deadline = time.monotonic() + 90
-        while pid_alive(state.pid) and time.monotonic() < deadline:
-            time.sleep(0.5)
-        if pid_alive(state.pid):
-            _err("it did not exit within 90 s; killing its process group")
-            stop_process_group(state.pid, 10)
-    if state.s3_pid and pid_alive(state.s3_pid):
-        stop_process_group(state.s3_pid, 10)  # in its own process group, so not reached above
-    clear_state()
-    print("stopped")
+    print("stopped" if stop(say=lambda m: print(m, flush=True)) else "not running")
     return 0
 
 
-def _background(cfg, args: argparse.Namespace, path: str, print_url: bool = True) -> int:
-    import httpx
+def _background(cfg, overrides: list[str], path: str) -> int:
+    from automem.serving.endpoint import EndpointError, running, start_background, wait_ready
 
-    from automem.serving.state import state_dir
-
-    state = _running()
-    if state is not None:
-        if state.phase == "ready":
-            _err(f"already running (pid {state.pid})")
-            if print_url:
-                print(state.base_url)
-            return 0
-        _err(f"an endpoint is already starting (pid {state.pid}); waiting for it")
-    else:
-        try:
-            httpx.get(cfg.base_url + "/models", timeout=2)
-            _err(f"something else already answers on {cfg.base_url}; stop it or pick another server.port")
-            return 1
-        except httpx.HTTPError:
-            pass
-        log = state_dir() / "serve.log"
-        log.parent.mkdir(parents=True, exist_ok=True)
-        cmd = [sys.executable, "-m", "pipelines.cli", "serve", "--foreground", "--config", path]
-        for item in args.overrides:
-            cmd += ["--set", item]
-        with open(log, "ab") as out:
-            proc = subprocess.Popen(
-                cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
-            )  # outlives this command and the terminal's Ctrl-C
-        _err(f"starting the endpoint in the background (pid {proc.pid}; log: {log})")
-        _print_cpu_choice(cfg)
-    return _follow(cfg.server.ready_timeout_s + 120, print_url)
+    state = running()
+    if state is not None and state.phase == "ready":
+        _err(f"already running (pid {state.pid})")
+        print(state.base_url)
+        return 0
+    try:
+        if state is not None:
+            _err(f"an endpoint is already starting (pid {state.pid}); waiting for it")
+        else:
+            start_background(cfg, path, overrides, say=_err)
+            _print_cpu_choice(cfg)
+        state = wait_ready(cfg.server.ready_timeout_s + 120, say=_err)
+    except EndpointError as exc:
+        _err(str(exc))
+        return 1
+    print(state.base_url)
+    return 0
 
 
 def _print_cpu_choice(cfg) -> None:
@@ -217,66 +152,13 @@ def _print_cpu_choice(cfg) -> None:
         _err(choice.line())
 
 
-def ensure_embedded(config: str | None = None) -> tuple[str, str | None]:
-    """The running endpoint's base URL, starting the embedded one in the background first if none runs.
-
-    Returns:
-        ``(base_url, tokenizer_dir)``: the prepared embedded model's folder when it is the one served, else None.
-
-    Raises:
-        RuntimeError: it could not be started (the log is named).
-    """
-    from automem.llm.embedded import is_prepared, prepared_dir
-    from automem.serving.config import EMBEDDED, ConfigError, load_config
-    from automem.serving.state import read_state
-
-    try:
-        path = _config_path(config)
-        cfg = load_config(path)
-    except ConfigError as exc:
-        raise RuntimeError(str(exc)) from None
-    args = argparse.Namespace(overrides=[])
-    if _background(cfg, args, path, print_url=False) != 0:
-        raise RuntimeError("the embedded endpoint did not start; see `automem serve --status`")
-    state = read_state()
-    url = state.base_url if state else cfg.base_url
-    folder = prepared_dir()
-    served_embedded = cfg.model.source == EMBEDDED and (state is None or state.model_id == cfg.model.id)
-    return url, str(folder) if served_embedded and is_prepared(folder) else None
-
-
-def _follow(timeout_s: float, print_url: bool = True) -> int:
-    """Echo the serving process's progress until it is ready (print the URL) or fails."""
-    from automem.serving.local_s3 import pid_alive
-    from automem.serving.state import read_state
-
-    deadline = time.monotonic() + timeout_s
-    seen = ""
-    started = time.monotonic()
-    while time.monotonic() < deadline:
-        state = read_state()
-        if state is not None:
-            if state.message != seen:
-                seen = state.message
-                _err(f"[{time.monotonic() - started:5.0f} s] {seen}")
-            if state.phase == "ready":
-                if print_url:
-                    print(state.base_url)
-                return 0
-            if state.phase == "failed" or not pid_alive(state.pid):
-                _err(f"the endpoint failed to start: {state.message}\nsee {state.log}")
-                return 1
-        time.sleep(0.5)
-    _err(f"not ready after {timeout_s:.0f} s; `automem serve --status` shows progress, `--stop` gives up")
-    return 1
-
-
 def _foreground(cfg, path: str) -> int:
     from actors.cluster import connect_ray
     from actors.serve_app import start_endpoint, stop_endpoint
+    from automem.serving.endpoint import running as running_endpoint
     from automem.serving.state import EndpointState, clear_state, read_state, state_dir, write_state
 
-    running = _running()
+    running = running_endpoint()
     if running is not None and running.pid != os.getpid():
         _err(f"an endpoint already runs (pid {running.pid}): {running.base_url}")
         return 1

@@ -18,8 +18,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
+
+from automem.config import ConfigError, StrictConfig, load_model, parse_model
 
 EMBEDDED = "embedded"
 """``model.source`` and ``lora.registry`` value meaning "the built-in local default"."""
@@ -41,8 +42,7 @@ GENERATED_ENGINE_KEYS = frozenset(
 """vLLM engine arguments built from typed fields; ``engine.extra`` may not set them (it would override silently)."""
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+_Strict = StrictConfig
 
 
 class ModelConfig(_Strict):
@@ -247,32 +247,6 @@ class ServeConfig(_Strict):
         return f"http://{host}:{self.server.port}/v1"
 
 
-class ConfigError(ValueError):
-    """A config file or override is invalid; the message names the field."""
-
-
-def _format(exc: ValidationError, source: str) -> str:
-    lines = [f"{source}: invalid serve config"]
-    for err in exc.errors():
-        where = ".".join(str(p) for p in err["loc"])
-        msg = (
-            "unknown field" if err["type"] == "extra_forbidden" else err["msg"].removeprefix("Value error, ")
-        )
-        lines.append(f"  {where}: {msg}" if where else f"  {msg}")  # cross-field checks name their fields
-    return "\n".join(lines)
-
-
-def _set(tree: dict[str, Any], dotted: str, value: Any) -> None:
-    keys = dotted.split(".")
-    node = tree
-    for key in keys[:-1]:
-        child = node.setdefault(key, {})
-        if not isinstance(child, dict):
-            raise ConfigError(f"override {dotted}: {key} is not a section")
-        node = child
-    node[keys[-1]] = value
-
-
 def parse_config(
     data: dict[str, Any] | None, overrides: list[str] | tuple[str, ...] = (), source: str = "<dict>"
 ) -> ServeConfig:
@@ -283,18 +257,7 @@ def parse_config(
     Raises:
         ConfigError: naming every offending field.
     """
-    if not isinstance(data or {}, dict):
-        raise ConfigError(f"{source}: the top level must be a mapping")
-    tree: dict[str, Any] = yaml.safe_load(yaml.safe_dump(dict(data or {})))  # deep copy, plain types
-    for item in overrides:
-        key, sep, raw = item.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"override {item!r}: expected key=value")
-        _set(tree, key.strip(), yaml.safe_load(raw) if raw.strip() else None)
-    try:
-        return ServeConfig.model_validate(tree)
-    except ValidationError as exc:
-        raise ConfigError(_format(exc, source)) from None
+    return parse_model(ServeConfig, data, overrides, source=source, what="serve config")
 
 
 DEFAULT_CONFIG_NAME = "deploy/serve-embedded.yaml"
@@ -326,15 +289,4 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
     Raises:
         ConfigError: a missing file, bad YAML, or a field that fails validation (named in the message).
     """
-    if path is None:
-        return parse_config({}, overrides, source="<defaults>")
-    path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
-    if data is not None and not isinstance(data, dict):
-        raise ConfigError(f"{path}: the top level must be a mapping")
-    return parse_config(data, overrides, source=str(path))
+    return load_model(ServeConfig, path, overrides, what="serve config")

@@ -143,7 +143,7 @@ def test_builtin_defaults_equal_the_embedded_yaml():
 
 def test_default_config_is_found_from_the_package_not_the_current_directory(tmp_path, monkeypatch):
     from automem.serving.config import default_config_path
-    from pipelines.serve import _config_path
+    from automem.serving.endpoint import config_path as _config_path
 
     monkeypatch.chdir(tmp_path)
     assert default_config_path() == ROOT / "deploy/serve-embedded.yaml"
