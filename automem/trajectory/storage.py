@@ -8,13 +8,14 @@ unreachable for a while delays writes instead of losing them.
 from __future__ import annotations
 
 import errno
+import functools
 import logging
 import os
 import random
 import time
 import uuid
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 from urllib.parse import urlparse
 
 import pyarrow as pa
@@ -87,6 +88,49 @@ def aws_credentials() -> dict[str, str]:
     if frozen.token:
         out["AWS_SESSION_TOKEN"] = frozen.token
     return out
+
+
+def parquet_bytes(table: pa.Table) -> bytes:
+    """``table`` as the bytes of one Parquet file (zstd), as the store writes them."""
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, compression="zstd")
+    return sink.getvalue().to_pybytes()
+
+
+@functools.lru_cache(maxsize=8)
+def _s3_client(endpoint: str | None, region: str) -> Any:
+    """A boto3 S3 client for the endpoint ``s3_filesystem`` uses (thread-safe; one per endpoint)."""
+    import boto3
+    from botocore.config import Config
+
+    config = Config(connect_timeout=5, read_timeout=20, retries={"mode": "standard", "max_attempts": 2})
+    return boto3.client("s3", endpoint_url=endpoint or None, region_name=region, config=config)
+
+
+# Answers to a conditional PUT that a retry may change: a conflicting conditional write in flight (409), a
+# throttle or timeout, a server error.
+_S3_TRANSIENT = {408, 409, 429, 500, 502, 503, 504}
+
+
+def _s3_create(path: str, data: bytes) -> bool:
+    """``Storage.create_exclusive`` on S3: ``path`` is ``bucket/key``."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    bucket, _, key = path.partition("/")
+    client = _s3_client(env_vars.AWS_ENDPOINT_URL.get(), env_vars.AWS_DEFAULT_REGION.get())
+    try:
+        client.put_object(Bucket=bucket, Key=key, Body=data, IfNoneMatch="*")
+        return True
+    except ClientError as exc:
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        code = exc.response.get("Error", {}).get("Code", "")
+        if status == 412 or code == "PreconditionFailed":
+            return False
+        if status in _S3_TRANSIENT:
+            raise ConnectionError(f"conditional PUT: {code} ({status})") from exc  # retried
+        raise StorageError(f"create s3://{path} failed: {code} ({status}): {exc}") from exc
+    except BotoCoreError as exc:  # no connection, a timeout: retried like pyarrow's errors
+        raise ConnectionError(f"conditional PUT: {exc}") from exc
 
 
 def s3_filesystem(endpoint: str | None = None, **kw) -> pafs.S3FileSystem:
@@ -190,9 +234,52 @@ class Storage:
 
     def write_table(self, path: str, table: pa.Table) -> None:
         """Write ``table`` as one Parquet file, atomically (see ``write_bytes``)."""
-        sink = pa.BufferOutputStream()
-        pq.write_table(table, sink, compression="zstd")
-        self.write_bytes(path, sink.getvalue().to_pybytes())
+        self.write_bytes(path, parquet_bytes(table))
+
+    def create_exclusive(self, path: str, data: bytes) -> bool:
+        """Create the file ``path`` holding ``data``, whole, unless it exists: True if this call created it, False
+        if it was there (another writer's). The store's one atomic primitive: lease generations, attempt claims
+        and commit records are created with it, so of several writers racing for one name exactly one wins.
+
+        Locally the bytes go to a hidden temporary file that is hard-linked to ``path`` (``link`` fails when the
+        target exists, and the file appears with all its content). On S3 a PUT with ``If-None-Match: *`` (a
+        conditional write: 412 when the key exists), through boto3, since pyarrow cannot send the header.
+
+        A retried create whose first answer was lost finds its own file: it counts as created when the file
+        holds exactly ``data``, so ``data`` must be unique to the caller (an owner token, a timestamp).
+        """
+        if self.retry(f"create {path}", lambda: self._create(path, data)):
+            return True
+        try:
+            return self.read_bytes(path) == data
+        except FileNotFoundError:  # deleted since (a dropped claim): it was not ours either
+            return False
+
+    def _create(self, path: str, data: bytes) -> bool:
+        if self.is_s3:
+            return _s3_create(path, data)
+        parent, name = path.rsplit("/", 1)
+        os.makedirs(parent, exist_ok=True)
+        tmp = f"{parent}/{TMP_PREFIX}{name}.{uuid.uuid4().hex[:8]}"
+        try:
+            with open(tmp, "wb") as f:
+                f.write(data)
+            os.link(tmp, path)
+            return True
+        except FileExistsError:
+            return False
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+
+    def parquet_metadata(self, path: str) -> pq.FileMetaData:
+        """The footer of the Parquet file ``path`` (row counts and column statistics; no data is read)."""
+
+        def go() -> pq.FileMetaData:
+            with self.fs.open_input_file(path) as f:
+                return pq.read_metadata(f)
+
+        return self.retry(f"read {path}", go)
 
     def exists(self, path: str) -> bool:
         info = self.retry("stat", lambda: self.fs.get_file_info(path))
@@ -237,15 +324,25 @@ class Storage:
         self.retry(f"publish {src}", go)
 
     def concat_parquet(
-        self, dst: str, schema: pa.Schema, parts: list[str], *, tail: pa.Table | None = None
+        self,
+        dst: str,
+        schema: pa.Schema,
+        parts: list[str],
+        *,
+        tail: pa.Table | None = None,
+        check: Callable[[pa.Table], object] | None = None,
     ) -> None:
         """Write the rows of the Parquet files ``parts`` (then ``tail``) as one file at ``dst``, atomically, one
-        part in memory at a time (an episode's parts become one committed file)."""
+        part in memory at a time (an episode's parts become one file). ``check`` sees each part as it is read
+        and may raise to stop."""
 
         def fill(f: pa.NativeFile) -> None:
             with pq.ParquetWriter(f, schema, compression="zstd") as w:
                 for part in parts:
-                    w.write_table(pq.read_table(part, filesystem=self.fs, schema=schema))
+                    rows = pq.read_table(part, filesystem=self.fs, schema=schema)
+                    if check is not None:
+                        check(rows)
+                    w.write_table(rows)
                 if tail is not None and tail.num_rows:
                     w.write_table(tail)
 
