@@ -4,7 +4,9 @@
 ``memory_ops``, ``memory_files``, ``attempts``). Rows of episodes whose ``episodes`` record is not committed are
 never visible: the ``episodes`` rows (the commit records) are read once into memory; the files of the other tables
 are narrowed to committed episodes by name (the writer names them after the episode) and their rows to the
-attempt that committed, which also hides what a crashed commit of another attempt left behind.
+attempt that committed, which also hides what a crashed commit of another attempt left behind. Since a file's name
+picks its episode, every row read from a file is checked against that name: a file whose rows are of another
+episode (copied under its name, say) is an error naming it rather than rows counted as the wrong episode's.
 
 Local roots are read by DuckDB's own Parquet reader (parallel, with projection and filter pushdown). ``s3://``
 roots are read through a ``pyarrow.dataset`` on the store's ``S3FileSystem``, registered as a view: DuckDB's
@@ -28,7 +30,7 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 import pyarrow.dataset as ds
 
-from automem.trajectory.reader import committed_files, episode_records, table_files
+from automem.trajectory.reader import committed_files, episode_records, table_files, unreadable_file
 from automem.trajectory.schemas import TABLES
 from automem.trajectory.storage import Storage
 from automem.trajectory.writer import episode_of
@@ -150,12 +152,53 @@ def _sql_list(paths: list[str]) -> str:
     return "[" + ", ".join("'" + p.replace("'", "''") + "'" for p in paths) + "]"
 
 
-def _source(con: duckdb.DuckDBPyConnection, name: str, st: Storage, table: str, files: list[str]) -> str:
-    """A relation over ``files`` usable in SQL: DuckDB's Parquet reader locally, a pyarrow dataset on S3."""
+# Every row is of the run and episode its file's name says (``tables/<table>/<run>/<episode>.parquet``), else an
+# error naming the file: a file copied under another episode's name would count as that episode's. ``filename`` is
+# constant within a chunk of rows, so its parts are computed once a chunk; a row costs two string comparisons.
+_FILE_RUN = "parse_filename(parse_dirpath(filename))"
+_FILE_EPISODE = "parse_filename(filename, true)"
+_NAME_CHECK = (
+    f"(run_id = {_FILE_RUN} AND episode_id = {_FILE_EPISODE} OR error(concat(filename, ': holds rows of episode ', "
+    f"run_id, '/', episode_id, ', not of ', {_FILE_RUN}, '/', {_FILE_EPISODE}, ' as its name says')))"
+)
+
+
+def _named_dataset(st: Storage, table: str, files: list[str]) -> ds.FileSystemDataset:
+    """A pyarrow dataset over ``files`` with a ``filename`` column (each fragment's path, as a partition value)."""
+    fmt = ds.ParquetFileFormat()
+    fragments = [
+        fmt.make_fragment(path, filesystem=st.fs, partition_expression=ds.field("filename") == path)
+        for path in files
+    ]
+    schema = TABLES[table].append(pa.field("filename", pa.string()))
+    return ds.FileSystemDataset(fragments, schema=schema, format=fmt, filesystem=st.fs)
+
+
+def _source(
+    con: duckdb.DuckDBPyConnection,
+    name: str,
+    st: Storage,
+    table: str,
+    files: list[str],
+    *,
+    checked: bool = False,
+) -> str:
+    """A relation over ``files`` usable in SQL: DuckDB's Parquet reader locally, a pyarrow dataset on S3.
+
+    Args:
+        checked: check every row against its file's name (``_NAME_CHECK``).
+    """
     if st.is_s3:
-        con.register(name, ds.dataset(files, schema=TABLES[table], format="parquet", filesystem=st.fs))
-        return name
-    return f"read_parquet({_sql_list(files)})"
+        data = (
+            _named_dataset(st, table, files)
+            if checked
+            else ds.dataset(files, schema=TABLES[table], format="parquet", filesystem=st.fs)
+        )
+        con.register(name, data)
+        src = name
+    else:
+        src = f"read_parquet({_sql_list(files)}{', filename = true' if checked else ''})"
+    return f"(SELECT * EXCLUDE (filename) FROM {src} WHERE {_NAME_CHECK})" if checked else src
 
 
 def _committed_view(
@@ -165,18 +208,26 @@ def _committed_view(
 
     Files are named after their episode, so the file name picks the episode and a filter on the attempt
     (an integer, checked against Parquet statistics) picks the attempt: no join on string keys over every row,
-    which on a million-step store cost more than the query itself.
+    which on a million-step store cost more than the query itself. Each row is checked against its file's name
+    (``_NAME_CHECK``): a query that reads a file whose rows are of another episode fails, naming it.
     """
+    import duckdb
+
     groups = _by_attempt(table, table_files(st, table), committed)
     if not groups:
         con.register(f"_empty_{table}", TABLES[table].empty_table())
         con.execute(f"CREATE VIEW {table} AS SELECT * FROM _empty_{table}")
         return
-    parts = [
-        f"SELECT * FROM {_source(con, f'_raw_{table}_a{a}', st, table, files)} WHERE attempt = {int(a)}"
-        for a, files in sorted(groups.items())
-    ]
-    con.execute(f"CREATE VIEW {table} AS " + " UNION ALL ".join(parts))
+    parts = []
+    for a, files in sorted(groups.items()):
+        src = _source(con, f"_raw_{table}_a{a}", st, table, files, checked=True)
+        parts.append(f"SELECT * FROM {src} WHERE attempt = {int(a)}")
+    try:
+        con.execute(f"CREATE VIEW {table} AS " + " UNION ALL ".join(parts))
+    except duckdb.Error as exc:
+        # Binding reads a file's footer, and DuckDB's message then quotes the whole SQL: name the file instead.
+        listed = [path for _, files in sorted(groups.items()) for path in files]
+        raise unreadable_file(st, table, listed) or exc from exc
 
 
 def connect(
@@ -221,10 +272,13 @@ def connect(
     indexed, files = episode_records(st)
     con.register("_indexed_episodes", indexed)
     if files:
-        src = _source(con, "_raw_episodes", st, "episodes", files)
-        con.execute(
-            f"CREATE TABLE _episodes AS SELECT * FROM _indexed_episodes UNION ALL BY NAME SELECT * FROM {src}"
-        )
+        src = _source(con, "_raw_episodes", st, "episodes", files, checked=True)
+        try:
+            con.execute(
+                f"CREATE TABLE _episodes AS SELECT * FROM _indexed_episodes UNION ALL BY NAME SELECT * FROM {src}"
+            )
+        except duckdb.Error as exc:  # DuckDB names no file for some kinds of damage: find it
+            raise unreadable_file(st, "episodes", files) or exc from exc
     else:
         con.execute("CREATE TABLE _episodes AS SELECT * FROM _indexed_episodes")
     con.unregister("_indexed_episodes")

@@ -62,8 +62,12 @@ def committed_episode_ids(storage: Storage, run_id: str) -> set[str]:
 def write_episode_index(storage: Storage, run_id: str) -> int:
     """Write ``runs/<run>/episodes.parquet``: the run's committed records in one file, read by the store's readers
     instead of one file per episode (see ``automem.trajectory.reader``). Safe at any time; returns the rows.
+
+    Each row carries its record file's size (``INDEX_SIZE``), so readers read a file that changed since from the
+    file. Rows come from the current index where it vouches for them (sizes equal), from the files otherwise, their
+    rows checked against their names: an older index without sizes is not trusted to be rewritten with sizes.
     """
-    table = read_episode_records(storage, run_id=run_id).sort_by("episode_id")
+    table = read_episode_records(storage, run_id=run_id, with_sizes=True).sort_by("episode_id")
     storage.write_table(index_path(storage, run_id), table)
     return table.num_rows
 
