@@ -142,7 +142,7 @@ def run(args: argparse.Namespace) -> int:
         read_manifest,
         repair,
     )
-    from automem.trajectory.runs import write_episode_index, write_manifest
+    from automem.trajectory.runs import LeaseLost, write_episode_index, write_manifest
     from automem.trajectory.storage import aws_credentials
     from pipelines._common import env_family, known_env_ids, resolve_endpoint
 
@@ -329,6 +329,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         with reporter:
             result = scheduler.run()
+    except LeaseLost as exc:  # another driver took the run over (--force): it carries on, this one stops
+        print(f"automem rollout: run {run_id}: {exc}", file=sys.stderr)
+        return 1
     except (RunnersFailing, StorageFailing) as exc:
         print(f"automem rollout: {exc}", file=sys.stderr)
         print(

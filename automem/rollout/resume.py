@@ -12,8 +12,7 @@ import math
 from typing import Any
 
 from automem.llm.embedded import BASE_MODEL_ID
-from automem.trajectory.reader import dataset
-from automem.trajectory.runs import staged_attempts
+from automem.trajectory.runs import recorded_attempts, staged_attempts
 from automem.trajectory.storage import Storage
 
 JOB_DEFAULTS: dict[str, Any] = {
@@ -58,13 +57,13 @@ def job_settings(given: dict[str, Any], manifest: dict[str, Any] | None) -> dict
 
 
 def next_attempts(storage: Storage, run_id: str) -> dict[str, int]:
-    """Per episode, one more than the highest attempt recorded in ``attempts`` or left in staging, so a resume
-    never reuses an attempt number (call it before ``repair``, which drops the staging it counts)."""
-    table = dataset(storage, "attempts", run_id=run_id).to_table(columns=["episode_id", "attempt"])
+    """Per episode, one more than the highest attempt number used: those with an ``attempts`` row (read from the
+    file names, one listing) and those claimed or left in staging, so a resume never reuses an attempt number.
+    A number claimed after this count (by a runner of a driver that was still stopping) is refused to its second
+    writer (``AttemptTaken``). Call it before ``repair`` or after: repair records every staged attempt it drops.
+    """
     seen = staged_attempts(storage, run_id)
-    for eid, att in zip(
-        table.column("episode_id").to_pylist(), table.column("attempt").to_pylist(), strict=True
-    ):
+    for eid, att in recorded_attempts(storage, run_id):
         seen[eid] = max(seen.get(eid, 0), att)
     return {eid: att + 1 for eid, att in seen.items()}
 

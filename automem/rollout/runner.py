@@ -136,6 +136,9 @@ class EpisodeRunner:
         done = await asyncio.to_thread(writer.committed_record)
         if done is not None:
             return self._already(job, done)
+        # Hold the attempt number before playing; AttemptTaken (another writer has it) leaves that writer's
+        # files alone and fails this task, which the scheduler retries as the next attempt.
+        await asyncio.to_thread(writer.claim)
         self.stats_["running"] += 1
         env = None
         try:
