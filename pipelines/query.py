@@ -154,15 +154,17 @@ def ray_dataset(root: str, table: str, *, columns: list[str] | None = None, stri
 
     Files are narrowed to committed episodes by name. Under the commit protocol that is exact: a commit first
     removes what earlier attempts of the episode left, and a committed episode never runs again. ``strict``
-    adds the row-level check the DuckDB views make (the exact committed attempt), for stores written by other
-    means; it costs a map stage. The store's filesystem (explicit S3 endpoint, resolved credentials) is passed
-    to Ray Data, so the read tasks need no environment of their own.
+    adds the row-level checks the DuckDB views make (the exact committed attempt, and every row of the run and
+    episode its file's name says), for stores written by other means; it costs a map stage and a path column. The
+    store's filesystem (explicit S3 endpoint, resolved credentials) is passed to Ray Data, so the read tasks need no
+    environment of their own.
 
     Args:
         root: folder or ``s3://bucket/prefix``.
         table: ``episodes``, ``steps``, ``turns``, ``memory_ops``, ``memory_files`` or ``attempts``.
         columns: columns to read (the key columns are added).
-        strict: also filter rows to the committed ``(run_id, episode_id, attempt)``.
+        strict: also filter rows to the committed ``(run_id, episode_id, attempt)`` and fail on a file whose rows
+            are of another episode than its name says (``StoreFileError``, naming it).
     """
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -170,6 +172,7 @@ def ray_dataset(root: str, table: str, *, columns: list[str] | None = None, stri
 
     from automem.analytics import committed_files
     from automem.trajectory import Storage, committed_keys
+    from automem.trajectory.reader import check_rows
     from automem.trajectory.schemas import TABLES
 
     st = Storage(root)
@@ -178,16 +181,22 @@ def ray_dataset(root: str, table: str, *, columns: list[str] | None = None, stri
     cols = list(dict.fromkeys(["run_id", "episode_id", "attempt", *columns])) if columns else None
     if not files:
         return ray.data.from_arrow(TABLES[table].empty_table().select(cols or TABLES[table].names))
-    ds = ray.data.read_parquet(files, filesystem=st.fs, schema=TABLES[table])
+    ds = ray.data.read_parquet(files, filesystem=st.fs, schema=TABLES[table], include_paths=strict)
     if cols:
-        ds = ds.select_columns(cols)  # pushed down into the read by Ray Data's optimizer
-    if table in ("episodes", "attempts") or not strict:
+        ds = ds.select_columns([*cols, "path"] if strict else cols)  # pushed down into the read by Ray Data
+    if not strict:
         return ds
     wanted = pa.array(
         sorted(f"{r}\x1f{e}\x1f{a}" for r, e, a in zip(*keys.to_pydict().values(), strict=True))
     )
 
     def committed(batch: pa.Table) -> pa.Table:
+        paths = batch["path"]
+        for path in pc.unique(paths).to_pylist():
+            check_rows(table, path, batch.filter(pc.equal(paths, path)))
+        batch = batch.drop_columns(["path"])
+        if table in ("episodes", "attempts"):
+            return batch
         key = pc.binary_join_element_wise(
             batch["run_id"], batch["episode_id"], pc.cast(batch["attempt"], pa.string()), "\x1f"
         )
