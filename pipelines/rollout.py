@@ -138,11 +138,10 @@ def run(args: argparse.Namespace) -> int:
         Storage,
         StorageError,
         check_id,
-        committed_episode_ids,
         read_manifest,
         repair,
     )
-    from automem.trajectory.runs import LeaseLost, write_episode_index, write_manifest
+    from automem.trajectory.runs import LeaseLost, committed_attempts, write_episode_index, write_manifest
     from automem.trajectory.storage import aws_credentials
     from pipelines._common import env_family, known_env_ids, resolve_endpoint
 
@@ -224,8 +223,8 @@ def run(args: argparse.Namespace) -> int:
         return _fail(f"run {run_id}: {exc}")
     skipped = 0
     if args.resume:
-        next_attempt = next_attempts(storage, run_id)  # before repair, which drops the staging it counts
-        done = committed_episode_ids(storage, run_id)
+        next_attempt = next_attempts(storage, run_id)  # every number used: attempts rows and staged claims
+        done = committed_attempts(storage, run_id)  # episode -> the attempt its record is of
         removed = repair(storage, run_id, done)
         kept = []
         for j in jobs:
@@ -235,7 +234,8 @@ def run(args: argparse.Namespace) -> int:
         skipped, jobs = len(jobs) - len(kept), kept
         print(
             f"resuming {run_id}: {skipped} episodes already committed, {len(jobs)} to run "
-            f"(removed {removed['orphan_files'] + removed['temp_files']} orphaned files)",
+            f"(removed {removed['orphan_files'] + removed['temp_files']} orphaned files, recorded "
+            f"{removed['interrupted']} interrupted attempts, finished {removed['rolled_forward']} cut commits)",
             file=sys.stderr,
         )
         if not jobs:
