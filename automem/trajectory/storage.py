@@ -365,14 +365,21 @@ class Storage:
         self.retry(f"delete {path}", go)
 
     def check(self) -> None:
-        """Fail fast, with a clear error, if the root cannot be written (e.g. no such bucket)."""
+        """Fail fast, with a clear error, if the root cannot be written (e.g. no such bucket), or if an S3 server
+        ignores conditional writes (``create_exclusive`` would then not be exclusive: no lease, no commit point)."""
         probe = self.path("_staging", ".probe")
         old = self.retry_for_s
         self.retry_for_s = min(self.retry_for_s, 10.0)
         try:
             self.write_bytes(probe, b"ok")
+            exclusive = not self.is_s3 or not self.create_exclusive(probe, uuid.uuid4().bytes)
             self.delete_file(probe)
         except StorageError as exc:
             raise StorageError(f"cannot write to {self.uri}: {exc.__cause__ or exc}") from None
         finally:
             self.retry_for_s = old
+        if not exclusive:
+            raise StorageError(
+                f"{self.uri}: the S3 server ignores conditional writes (PUT with If-None-Match: *), which the "
+                "run lease and the commit protocol need; use one that supports them (AWS S3, MinIO, moto)"
+            )

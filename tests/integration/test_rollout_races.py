@@ -141,3 +141,23 @@ def test_two_resumes_at_once_one_is_refused_and_the_store_stays_consistent(ray_s
     refused = next(err for p, (_, err) in zip(resumes, outs, strict=True) if p.returncode == 2)
     assert "in use by driver" in refused or "taken by driver" in refused, refused
     assert_consistent(root, "twice", [f"{i:06d}-corridor-v0-s{i}" for i in range(8)])
+
+
+def test_a_server_that_ignores_conditional_writes_is_refused_up_front(s3_root, monkeypatch):
+    import boto3
+
+    from automem.trajectory import StorageError
+    from automem.trajectory import storage as storage_module
+
+    Storage(s3_root).check()  # moto honours If-None-Match
+
+    def put_ignoring_the_condition(path, data):
+        bucket, _, key = path.partition("/")
+        boto3.client("s3", endpoint_url=os.environ["AWS_ENDPOINT_URL"]).put_object(
+            Bucket=bucket, Key=key, Body=data
+        )
+        return True
+
+    monkeypatch.setattr(storage_module, "_s3_create", put_ignoring_the_condition)
+    with pytest.raises(StorageError, match="ignores conditional writes"):
+        Storage(s3_root).check()
