@@ -1,6 +1,8 @@
 """What the agent emits while it plays: one event per model turn, one per environment step, one per episode.
 
-Together with the store's ``OpRecord``s (the op log) these are everything the trajectory store keeps.
+Together with the store's ``OpRecord``s (the op log) these are everything the trajectory store keeps. A field
+added here needs its column: ``automem.trajectory.schemas.ORIGINS`` says which column holds each field, and
+``tests/unit/test_trajectory_schema.py`` fails on a field without one.
 """
 
 from __future__ import annotations

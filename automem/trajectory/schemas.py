@@ -4,9 +4,14 @@ Tables (one folder each under ``<root>/tables/``): ``episodes`` (one row per com
 ``turns`` (every LLM call), ``memory_ops`` (the op log: arguments, never file content), ``memory_files`` (final
 memory), ``attempts`` (every finished attempt, failed ones with their reason). Memory state at any step is
 rebuilt from ``memory_ops`` with ``automem.memory.replay``; it is never snapshotted per step.
+
+``ORIGINS`` says where each column comes from (which dataclass field, or the writer); a test checks it against
+these schemas and the dataclasses, so an event field and its column cannot drift apart silently.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass, field
 
 import pyarrow as pa
 
@@ -136,3 +141,79 @@ TABLES: dict[str, pa.Schema] = {
 }
 # Tables streamed while an episode runs; the others are written once at its end.
 STREAMED = ("steps", "turns", "memory_ops")
+
+
+@dataclass(frozen=True)
+class TableOrigin:
+    """Where ``EpisodeWriter`` (``automem/trajectory/writer.py``) gets the columns of one table.
+
+    Every column but the key (run_id, episode_id, attempt: the writer's) is named once: copied from the ``source``
+    field of the same name, in ``derived``, or in ``given``. ``tests/unit/test_trajectory_schema.py`` checks this
+    against the schemas above, the dataclasses and the writer's rows: a dataclass field that no column stores, a
+    column that nothing fills, or a copied column whose Arrow type does not fit the field's type fails it.
+
+    Attributes:
+        source: ``"module:Class"``, the dataclass whose fields become the columns of the same name; None when the
+            writer makes the rows from its own state.
+        derived: column -> the ``"Class.field"``s it is computed from (a JSON text, a count, a status, one row
+            per item).
+        given: column -> ``"meta"`` (the writer's ``meta``: the job's ids and models) or ``"writer"`` (a
+            ``commit``/``fail`` argument, the writer's clock).
+    """
+
+    source: str | None
+    derived: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    given: dict[str, str] = field(default_factory=dict)
+
+
+ORIGINS: dict[str, TableOrigin] = {
+    "episodes": TableOrigin(
+        "automem.agent.events:EpisodeEnd",
+        derived={"status": ("EpisodeEnd.terminated", "EpisodeEnd.truncated")},
+        given={
+            # EpisodeEnd carries env_id and seed too; the row takes the job's, from meta.
+            "env_id": "meta",
+            "seed": "meta",
+            "scaffold_id": "meta",
+            "scaffold_content_id": "meta",
+            "memory_model": "meta",
+            "action_model": "meta",
+            "system_prompt": "writer",  # commit's argument
+            "started_at": "writer",
+            "committed_at": "writer",
+        },
+    ),
+    "steps": TableOrigin(
+        "automem.agent.events:StepEvent",
+        derived={"info_json": ("StepEvent.info",)},
+    ),
+    "turns": TableOrigin(
+        "automem.agent.events:TurnEvent",
+        derived={
+            "messages_json": ("TurnEvent.messages",),
+            # The results themselves are memory_ops rows (OpRecord); a turn keeps their counts.
+            "n_ops": ("TurnEvent.results",),
+            "n_op_errors": ("TurnEvent.results",),
+        },
+    ),
+    "memory_ops": TableOrigin("automem.memory.results:OpRecord"),
+    "memory_files": TableOrigin(
+        None,
+        derived={
+            "name": ("EpisodeEnd.memory_files",),
+            "content": ("EpisodeEnd.memory_files",),
+            "bytes": ("EpisodeEnd.memory_files",),
+            "lines": ("EpisodeEnd.memory_files",),
+        },
+    ),
+    "attempts": TableOrigin(
+        None,
+        given={
+            "status": "writer",
+            "error": "writer",
+            "worker": "meta",  # or fail's argument
+            "started_at": "writer",
+            "finished_at": "writer",
+        },
+    ),
+}
