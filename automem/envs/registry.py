@@ -106,7 +106,7 @@ def remake(env_id: str, kwargs: dict[str, Any]) -> TextEnv:
 
 # --- The registered environments ------------------------------------------------------------------------------
 
-# A test fake, registered because tests, benchmarks and synthetic diagnostics make it by id; its description
+# A test fake, registered because tests (their hand-built stores too) and benchmarks make it by id; its description
 # starts with TEST_TAG so that listings mark it as no game to evaluate on.
 register(
     "corridor-v0",

@@ -8,9 +8,9 @@ import json
 
 import pytest
 
-from automem.diagnostics.synthetic import Step, write_episode
 from automem.trajectory import Storage
 from pipelines.cli import main
+from tests.support.synthetic import Step, write_episode
 
 pytestmark = pytest.mark.s3
 

@@ -10,7 +10,7 @@ import pytest
 from automem.diagnostics import analyse_ops, analyse_steps, diagnose
 from automem.diagnostics.actions import strip_clock
 from automem.diagnostics.stats import bootstrap_ci, compare
-from automem.diagnostics.synthetic import Step, write_episode
+from tests.support.synthetic import Step, write_episode
 
 
 def ops_of(steps, initial_files=None):

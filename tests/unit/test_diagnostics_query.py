@@ -11,8 +11,8 @@ import sys
 import pyarrow as pa
 import pytest
 
-from automem.diagnostics.synthetic import Step, write_episode
 from pipelines.cli import main
+from tests.support.synthetic import Step, write_episode
 
 
 def steps(n=3, key=True):

@@ -7,9 +7,9 @@ from __future__ import annotations
 import json
 import re
 
-from automem.diagnostics.synthetic import Step, write_episode
 from automem.report import ReportConfig, build_payload, render_html, write_report
 from pipelines.cli import main
+from tests.support.synthetic import Step, write_episode
 
 
 def _episode(root, i, n=4):

@@ -16,8 +16,8 @@ import sys
 
 import pytest
 
-from automem.diagnostics.synthetic import Step, write_episode
 from pipelines.cli import main
+from tests.support.synthetic import Step, write_episode
 
 
 @pytest.fixture(scope="module")

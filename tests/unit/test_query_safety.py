@@ -20,8 +20,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from automem.analytics.store import UnsafeSQLError, connect, query
-from automem.diagnostics.synthetic import Step, write_episode
 from pipelines.cli import main
+from tests.support.synthetic import Step, write_episode
 
 SECRET = "s3cr3t-value-0451"
 

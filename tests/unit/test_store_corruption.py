@@ -18,7 +18,6 @@ import pytest
 
 import automem
 from automem.analytics import connect
-from automem.diagnostics.synthetic import Step, write_episode
 from automem.trajectory import Storage, committed_keys, dataset, load
 from automem.trajectory.reader import (
     INDEX_SIZE,
@@ -29,6 +28,7 @@ from automem.trajectory.reader import (
 )
 from automem.trajectory.runs import write_episode_index
 from pipelines.cli import main
+from tests.support.synthetic import Step, write_episode
 
 EPISODES = "SELECT run_id, episode_id, steps, scaffold_id FROM episodes ORDER BY episode_id"
 STEPS = "SELECT episode_id, count(*) AS n FROM steps GROUP BY 1 ORDER BY 1"

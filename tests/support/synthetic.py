@@ -1,4 +1,4 @@
-"""Hand-built episodes for tests, demos of the report, and known-answer checks of the diagnostics.
+"""Hand-built episodes for the tests: stores with known answers for the diagnostics, the query and the report.
 
 An episode is described step by step (observation, action, the text of its LOG and PLAN turns); the memory
 operations in those turns run through the real memory code (``automem.memory.run_text``), so the op log's
