@@ -27,7 +27,7 @@ import argparse
 import sys
 from typing import Any
 
-from pipelines.query import add_retry_argument, emit, error_text, open_root, read_errors
+from pipelines.query import add_retry_argument, emit, error_text, open_root
 
 _DEFAULT_BY = "scaffold,model"
 
@@ -91,6 +91,8 @@ def _usage_error(args: argparse.Namespace) -> str | None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from automem.trajectory import read_errors
+
     problem = _usage_error(args)
     if problem:
         print(f"automem diagnose: error: {problem} (see automem diagnose --help)", file=sys.stderr)

@@ -75,32 +75,23 @@ def add_retry_argument(p: argparse.ArgumentParser) -> None:
 
 
 def open_root(root: str, retry_s: float) -> Any:
-    """The store at ``root`` for a reading command; ``automem.diagnostics.StoreError`` if there is none.
+    """The store at ``root`` for a reading command (``automem.trajectory.open_store``); ``StoreError`` if there is
+    none.
 
     The storage layer logs a warning per retry, which suits writers that wait minutes for a bucket; a reading
     command waits seconds and then fails with one line, so those warnings are muted here.
     """
     import logging
 
-    from automem.diagnostics import open_store
+    from automem.trajectory import open_store
 
     logging.getLogger("automem.trajectory.storage").setLevel(logging.ERROR)
     return open_store(root, retry_for_s=retry_s)
 
 
-def read_errors() -> tuple[type[BaseException], ...]:
-    """What the reading commands (query, diagnose, report) print as one line (``error_text``) with exit status 2:
-    a missing or unreachable store, bad SQL or a bad selection, unreadable files."""
-    import duckdb
-    import pyarrow as pa
-
-    from automem.trajectory import StorageError
-
-    return (duckdb.Error, StorageError, ValueError, KeyError, OSError, pa.ArrowException)
-
-
 def error_text(exc: BaseException) -> str:
-    """The message of one of ``read_errors`` (a ``KeyError``'s without the quotes its ``str`` adds)."""
+    """The message of one of ``automem.trajectory.read_errors``, which the reading commands (query, diagnose,
+    report) print as one line with exit status 2 (a ``KeyError``'s without the quotes its ``str`` adds)."""
     return str(exc.args[0] if isinstance(exc, KeyError) and exc.args else exc)
 
 
@@ -109,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
 
     from automem.analytics import query, render
     from automem.analytics.store import UnsafeSQLError
-    from automem.trajectory import TABLES
+    from automem.trajectory import TABLES, read_errors
 
     if not args.sql.strip():
         print('automem query: error: SQL is empty (try "SELECT count(*) FROM episodes")', file=sys.stderr)

@@ -19,7 +19,7 @@ import argparse
 import os
 import sys
 
-from pipelines.query import add_retry_argument, error_text, open_root, read_errors
+from pipelines.query import add_retry_argument, error_text, open_root
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -51,6 +51,7 @@ def run(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
     from automem.report import ReportConfig, write_report
+    from automem.trajectory import read_errors
 
     if os.path.isdir(args.out):
         print(f"automem report: error: --out {args.out} is a folder; give a file name", file=sys.stderr)

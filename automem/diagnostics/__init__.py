@@ -4,14 +4,14 @@ memory size and utility, and cost (tokens, model seconds), per episode and per g
 Definitions live beside their code: ``memory_quality`` (redundant writes, failing operations, empty searches,
 memory utility with provenance, memory size), ``actions`` (unproductive and invalid actions), ``summary``
 (the measures as ratios of sums, and grouping), ``series`` (memory size over steps, bounded), ``compare``
-(differences with paired or unpaired bootstrap). ``source.open_store`` opens a store for reading, or says why not.
+(differences with paired or unpaired bootstrap). The store is read through ``automem.trajectory`` (``open_store``,
+``connect``).
 """
 
 from automem.diagnostics.actions import ActionQuality, analyse_steps
 from automem.diagnostics.compare import compare_by, compare_groups, compare_groups_by, compare_tables
 from automem.diagnostics.episodes import EpisodeDiagnostics, analyse_store, size_series
 from automem.diagnostics.memory_quality import MemoryQuality, analyse_ops
-from automem.diagnostics.source import StoreError, open_store
 from automem.diagnostics.summary import MEASURES, Diagnosis, Measure, aggregate, diagnose, resolve_by
 
 __all__ = [
@@ -21,7 +21,6 @@ __all__ = [
     "EpisodeDiagnostics",
     "Measure",
     "MemoryQuality",
-    "StoreError",
     "aggregate",
     "analyse_ops",
     "analyse_steps",
@@ -31,7 +30,6 @@ __all__ = [
     "compare_groups_by",
     "compare_tables",
     "diagnose",
-    "open_store",
     "resolve_by",
     "size_series",
 ]

@@ -193,9 +193,9 @@ def diagnose(
     """Diagnostics of the committed episodes of a store, grouped.
 
     Args:
-        root: local folder or ``s3://bucket/prefix`` (checked by ``source.open_store``), or a ``Storage``, used
-            as it is (one from ``open_store``: a missing local folder raises ``FileNotFoundError``, an empty store
-            gives an empty table).
+        root: local folder or ``s3://bucket/prefix`` (checked by ``automem.trajectory.open_store``), or a
+            ``Storage``, used as it is (one from ``open_store``: a missing local folder raises
+            ``FileNotFoundError``, an empty store gives an empty table).
         by: grouping keys: aliases ``scaffold``, ``scaffold_content``, ``model`` (the memory model),
             ``action_model``, ``env``, ``run``, or a key or metadata column of ``episodes`` (``episodes.KEY``,
             ``episodes.META``).
@@ -203,11 +203,11 @@ def diagnose(
         ci: compute 95% bootstrap intervals.
 
     Raises:
-        StoreError: no store at a ``root`` given as a folder or URI (``source.open_store``).
+        StoreError: no store at a ``root`` given as a folder or URI (``automem.trajectory.open_store``).
         ValueError: an unknown grouping column or episode selection.
     """
     from automem.analytics.store import connect
-    from automem.diagnostics.source import open_store
+    from automem.trajectory.store import open_store
 
     st = root if isinstance(root, Storage) else open_store(root)
     con = connect(st, episodes=episodes)

@@ -1,6 +1,22 @@
-"""The trajectory store: Arrow schemas, streaming Parquet writer with a commit protocol, readers."""
+"""The trajectory store: Arrow schemas, the streaming Parquet writer with its commit protocol, and the one reading
+API.
 
-from automem.trajectory.reader import committed_files, committed_keys, dataset, load, read_manifest
+Reading, committed episodes only:
+
+- ``open_store(root)``: the store's ``Storage``, or a one-line ``StoreError`` when there is none; ``list_runs``.
+- ``load`` (Arrow tables), ``dataset`` (a pyarrow dataset), ``committed_keys``, ``committed_files``,
+  ``read_manifest``.
+- ``read_errors()``: what reading raises for a bad store or bad input (a reading command prints it as one line).
+"""
+
+from automem.trajectory.reader import (
+    StoreFileError,
+    committed_files,
+    committed_keys,
+    dataset,
+    load,
+    read_manifest,
+)
 from automem.trajectory.runs import (
     RunBusy,
     RunLease,
@@ -11,27 +27,34 @@ from automem.trajectory.runs import (
 )
 from automem.trajectory.schemas import SCHEMA_VERSION, TABLES
 from automem.trajectory.storage import PermanentStorageError, Storage, StorageError, s3_filesystem
+from automem.trajectory.store import READ_RETRY_S, StoreError, list_runs, open_store, read_errors
 from automem.trajectory.writer import AlreadyCommitted, EpisodeWriter, check_id
 
 __all__ = [
+    "READ_RETRY_S",
     "SCHEMA_VERSION",
+    "TABLES",
     "AlreadyCommitted",
+    "EpisodeWriter",
+    "PermanentStorageError",
     "RunBusy",
     "RunLease",
-    "committed_files",
-    "staged_attempts",
-    "TABLES",
-    "EpisodeWriter",
     "Storage",
-    "PermanentStorageError",
     "StorageError",
+    "StoreError",
+    "StoreFileError",
     "check_id",
     "committed_episode_ids",
+    "committed_files",
     "committed_keys",
     "dataset",
+    "list_runs",
     "load",
+    "open_store",
+    "read_errors",
     "read_manifest",
     "repair",
     "s3_filesystem",
+    "staged_attempts",
     "write_manifest",
 ]

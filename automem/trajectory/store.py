@@ -1,19 +1,20 @@
-"""Opening a store for reading, with a clear error when there is none.
+"""Opening a store for reading, with a clear error when there is none, and listing its runs.
 
 A DuckDB view over a folder that does not exist is simply empty, so a mistyped root would give "0 rows" or "no
 committed episodes" and exit 0. ``open_store`` checks first: a local root must be an existing folder, and any root
-must hold a trajectory store, i.e. at least one finished (committed or failed) episode, found in the trajectory
-reader's listing of the ``episodes`` and ``attempts`` tables (``table_files``: a listing, no file is opened) rather
-than by knowing the layout here. ``diagnose`` and the report take a ``Storage`` it returned as checked. An S3 root
-that cannot be reached fails after ``retry_for_s`` seconds with a one-line ``StoreError``.
+must hold a trajectory store, i.e. at least one finished (committed or failed) episode, found in the listing of the
+``episodes`` and ``attempts`` tables (``table_files``: a listing, no file is opened). The readers (``load``,
+``dataset``, ``connect``, ``query``, ``diagnose``, the report) take a ``Storage`` it returned as checked. An S3
+root that cannot be reached fails after ``retry_for_s`` seconds with a one-line ``StoreError``.
 """
 
 from __future__ import annotations
 
 import os
 
-from automem.trajectory import Storage, StorageError
 from automem.trajectory.reader import table_files
+from automem.trajectory.storage import Storage, StorageError
+from automem.trajectory.writer import episode_of
 
 READ_RETRY_S = 20.0
 """How long readers keep retrying an unreachable store by default (the writers' default is minutes)."""
@@ -27,8 +28,18 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split())
 
 
+def list_runs(root: str | Storage) -> list[str]:
+    """The ids of the runs with at least one finished (committed or failed) episode, sorted.
+
+    From the listing of the ``episodes`` and ``attempts`` tables: no file is opened.
+    """
+    st = root if isinstance(root, Storage) else Storage(root)
+    keys = (episode_of(table, path) for table in ("episodes", "attempts") for path in table_files(st, table))
+    return sorted({key[0] for key in keys if key is not None})
+
+
 def open_store(root: str | Storage, *, retry_for_s: float = READ_RETRY_S) -> Storage:
-    """The ``Storage`` of an existing trajectory store, for the query, diagnostics and report readers.
+    """The ``Storage`` of an existing trajectory store, for the readers.
 
     Args:
         root: local folder, ``file://...``, ``s3://bucket/prefix`` (endpoint from ``AWS_ENDPOINT_URL``), or a
@@ -60,4 +71,14 @@ def open_store(root: str | Storage, *, retry_for_s: float = READ_RETRY_S) -> Sto
     return st
 
 
-__all__ = ["READ_RETRY_S", "StoreError", "open_store"]
+def read_errors() -> tuple[type[BaseException], ...]:
+    """What reading a store raises for a missing or unreachable store, bad SQL or a bad selection, or unreadable
+    files (``StoreError``, ``StoreFileError`` and ``UnsafeSQLError`` are ``ValueError``s): the errors a reading
+    command prints as one line, where anything else is a bug."""
+    import duckdb
+    import pyarrow as pa
+
+    return (duckdb.Error, StorageError, ValueError, KeyError, OSError, pa.ArrowException)
+
+
+__all__ = ["READ_RETRY_S", "StoreError", "list_runs", "open_store", "read_errors"]

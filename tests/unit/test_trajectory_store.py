@@ -289,3 +289,14 @@ def test_reads_of_one_run_list_only_its_folders(tmp_path):
         "attempt"
     ).to_pylist() == [3]
     assert next_attempts(storage, "run2") == {"ep-9": 4}
+
+
+def test_list_runs_names_the_runs_with_a_finished_episode(tmp_path):
+    from automem.trajectory import list_runs, open_store
+
+    storage = Storage(str(tmp_path))
+    play(storage, "ep-1", steps=1)  # run1: committed
+    EpisodeWriter(storage, "run2", "ep-1", 1, META).fail("crashed")  # run2: failed only
+    EpisodeWriter(storage, "run3", "ep-1", 1, META).claim()  # run3: an attempt still running
+    assert list_runs(str(tmp_path)) == ["run1", "run2"]
+    assert list_runs(open_store(str(tmp_path))) == ["run1", "run2"]
