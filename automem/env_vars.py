@@ -47,7 +47,8 @@ AUTOMEM_STATE_DIR = EnvVar(
 AWS_ENDPOINT_URL = EnvVar(
     "AWS_ENDPOINT_URL",
     None,
-    "Endpoint of an S3-compatible server for s3:// roots. pyarrow ignores it, so automem passes it explicitly.",
+    "Endpoint of an S3-compatible server for s3:// roots. pyarrow ignores it (apache/arrow#49643), so automem "
+    "passes it explicitly.",
 )
 AWS_ACCESS_KEY_ID = EnvVar(
     "AWS_ACCESS_KEY_ID", None, "S3 credentials; forwarded to Ray jobs and runner actors."
@@ -61,9 +62,10 @@ RAY_ADDRESS = EnvVar(
 RAY_AUTH_MODE = EnvVar(
     "RAY_AUTH_MODE",
     "disabled",
-    "Ray's auth mode (token or disabled). Unset, Ray 2.60 starts local clusters with token auth (the token in "
-    "~/.ray/auth_token), which is what `automem serve`/`rollout` keep; `make`, CI and the tests set `disabled`, "
-    "and `automem submit` sends `disabled` (ray_cluster.yaml's mode) unless this is set.",
+    "Ray's auth mode (token or disabled). Unset, Ray 2.60 starts local clusters with token auth "
+    "(ray-project/ray#64755; the token in ~/.ray/auth_token), which is what `automem serve`/`rollout` keep; "
+    "`make`, CI and the tests set `disabled`, and `automem submit` sends `disabled` (ray_cluster.yaml's mode) "
+    "unless this is set.",
 )
 
 ALL: tuple[EnvVar, ...] = tuple(v for v in globals().values() if isinstance(v, EnvVar))

@@ -105,7 +105,8 @@ class OpenAIChatClient:
         if sampling.stop:
             body["stop"] = list(sampling.stop)
         if constraint is not None:
-            # vLLM's current field. The older "guided_regex" is accepted and silently ignored (FACTS.md).
+            # vLLM's current field. The older "guided_regex" is accepted and silently ignored: vLLM removed the
+            # guided_* fields (vllm-project/vllm#29326) and drops unknown ones (vllm-project/vllm#53975).
             body["structured_outputs"] = {"regex": constraint.regex}
         return body
 

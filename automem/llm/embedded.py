@@ -139,7 +139,7 @@ def _convert(gguf: Path, out: Path) -> None:
     loaded = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
     tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
     # save_pretrained refuses a model "quantized with gguf"; a fresh model from the same config, given the
-    # dequantized weights, saves normally (FACTS.md, "A small real model").
+    # dequantized weights, saves normally (docs/LOG.md, "platform facts", "The embedded model").
     config = loaded.config
     if hasattr(config, "quantization_config"):
         del config.quantization_config

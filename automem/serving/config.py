@@ -1,9 +1,9 @@
 """The serve config: what ``automem serve`` runs, as strict, documented pydantic models.
 
-Ray Serve silently drops unknown keys (a typo like ``min_replica`` passes); this schema rejects them and names the
-field. ``deploy/serve-embedded.yaml`` and ``deploy/serve-gpu.yaml`` are instances; the built-in defaults equal
-``serve-embedded.yaml`` (a test asserts it). Load with :func:`load_config`, which also applies ``key=value``
-overrides (``engine.max_model_len=2048``).
+Ray Serve silently drops unknown keys (a typo like ``min_replica`` passes: its schemas allow extra keys since
+ray-project/ray#38748); this schema rejects them and names the field. ``deploy/serve-embedded.yaml`` and
+``deploy/serve-gpu.yaml`` are instances; the built-in defaults equal ``serve-embedded.yaml`` (a test asserts it).
+Load with :func:`load_config`, which also applies ``key=value`` overrides (``engine.max_model_len=2048``).
 
 Security: the API key (``AUTOMEM_API_KEY``) guards the HTTP path only. Ray's own ports (GCS, raylet, the dashboard
 agent) accept anyone who reaches the node, and whoever can ``ray.init(address=...)`` can call the model
@@ -59,8 +59,8 @@ class EngineConfig(_Strict):
     chosen when the endpoint starts from what the CPU has (``automem/serving/cpu.py``): bfloat16 with AMX or
     AVX512_BF16, float32 otherwise. The machines differ: on AVX-512 without AVX512_BF16/AMX float32 ran 2.1x
     faster than bfloat16 (SmolLM2-135M, LoRA on, docs/LOG.md); with ``avx512_bf16`` bf16 matrix products ran about
-    4x faster than fp32 (FACTS.md). ``auto`` on GPUs is vLLM's own (the model's dtype); GPU configs set
-    bfloat16."""
+    4x faster than fp32 (docs/LOG.md, "platform facts"). ``auto`` on GPUs is vLLM's own (the model's dtype); GPU
+    configs set bfloat16."""
     max_model_len: int = Field(4096, ge=256)
     """Longest prompt plus completion, in tokens."""
     tensor_parallel_size: int = Field(1, ge=1)
@@ -109,7 +109,7 @@ class AutoscalingConfig(_Strict):
     """Most replicas."""
     target_ongoing_requests: float = Field(gt=0)
     """Requests in flight per replica the autoscaler aims for. Required: Serve LLM's default is 1e9, with which
-    the autoscaler never scales up (FACTS.md)."""
+    the autoscaler never scales up (a choice made in ray-project/ray#54696; docs/LOG.md, "platform facts")."""
     upscale_delay_s: float = Field(30.0, ge=0)
     """How long load must stay high before adding a replica."""
     downscale_delay_s: float = Field(600.0, ge=0)
@@ -134,7 +134,7 @@ def _check_target(auto: AutoscalingConfig | None, max_ongoing: int | None) -> No
 class IngressConfig(_Strict):
     num_cpus: float = Field(0.25, ge=0)
     """Logical CPUs reserved by each ingress replica; fractional so it schedules beside the engine on small
-    machines (FACTS.md: a 1-CPU ingress never scheduled on 2 cores)."""
+    machines (a 1-CPU ingress never scheduled on 2 cores: docs/LOG.md, "platform facts")."""
     num_replicas: int = Field(1, ge=1)
     """Fixed ingress replica count, used when ``autoscaling`` is not set."""
     autoscaling: AutoscalingConfig | None = None

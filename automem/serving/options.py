@@ -54,8 +54,8 @@ def engine_kwargs(cfg: ServeConfig, cpu: CpuChoice | None = None) -> dict[str, A
 def engine_deployment_config(deployment: DeploymentConfig) -> dict[str, Any]:
     """``LLMConfig.deployment_config`` for the engine (``LLMServer``) deployment.
 
-    Serve LLM deep-merges it over its defaults, whose ``target_ongoing_requests`` is 1e9 (FACTS.md); the config
-    schema makes ``target_ongoing_requests`` required whenever autoscaling is on.
+    Serve LLM deep-merges it over its defaults, whose ``target_ongoing_requests`` is 1e9 (ray-project/ray#54696);
+    the config schema makes ``target_ongoing_requests`` required whenever autoscaling is on.
     """
     out: dict[str, Any] = {"max_ongoing_requests": deployment.max_ongoing_requests}
     if deployment.autoscaling is not None:

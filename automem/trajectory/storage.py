@@ -1,8 +1,8 @@
 """A storage root: a local folder or ``s3://bucket/prefix``, through ``pyarrow.fs``, with retries.
 
-pyarrow's ``S3FileSystem`` ignores ``AWS_ENDPOINT_URL``, so the endpoint of an S3-compatible server is passed to it
-explicitly here. Every call is retried with backoff for up to ``retry_for_s`` seconds, so a bucket that is
-unreachable for a while delays writes instead of losing them.
+pyarrow's ``S3FileSystem`` ignores ``AWS_ENDPOINT_URL`` (apache/arrow#49643), so the endpoint of an S3-compatible
+server is passed to it explicitly here. Every call is retried with backoff for up to ``retry_for_s`` seconds, so a
+bucket that is unreachable for a while delays writes instead of losing them.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Usage: python tests/integration/offline_vllm.py '{"model": DIR, "adapter": DIR, "messages": [...], "max_tokens": N,
 "engine": {vLLM engine arguments}}'
 Prints ``RESULT {"base": TEXT, "adapter": TEXT}`` as its last line. A script, because ``vllm.LLM`` spawns its engine
-process and must be created under ``if __name__ == "__main__"`` (FACTS.md).
+process and must be created under ``if __name__ == "__main__"`` (docs/LOG.md, "platform facts").
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ def main(request: dict) -> dict[str, str]:
     from vllm.lora.request import LoRARequest
 
     llm = LLM(model=request["model"], **request["engine"])
-    # No per-request seed: on the CPU build it kills the engine ("CPU Generator does not use offset", FACTS.md).
+    # No per-request seed: on the CPU build it kills the engine ("CPU Generator does not use offset"; docs/LOG.md,
+    # "platform facts").
     params = SamplingParams(temperature=0.0, max_tokens=request["max_tokens"])
     base = llm.chat(request["messages"], params, use_tqdm=False)[0].outputs[0].text
     adapted = (

@@ -2,7 +2,7 @@
 the `automem serve` CLI lifecycle run as subprocesses.
 
 The offline engine runs in a subprocess (``offline_vllm.py``): ``vllm.LLM`` spawns its engine process and must be
-created under ``if __name__ == "__main__"`` (FACTS.md).
+created under ``if __name__ == "__main__"`` (docs/LOG.md, "platform facts").
 """
 
 from __future__ import annotations

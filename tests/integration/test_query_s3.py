@@ -1,6 +1,7 @@
 # Run: .venv/bin/python -m pytest tests/integration/test_query_s3.py
 """Query, diagnose and report on a store in S3 (moto's real HTTP server), and the Ray Data reader: committed
-rows only, through pyarrow's S3 filesystem with the explicit endpoint (DuckDB has no httpfs offline)."""
+rows only, through pyarrow's S3 filesystem with the explicit endpoint (DuckDB has no httpfs offline: docs/LOG.md,
+"platform facts")."""
 
 from __future__ import annotations
 
