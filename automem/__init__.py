@@ -12,7 +12,7 @@ __version__ = "0.1.0"
 
 # name -> (module, attribute), imported on first use.
 _LAZY = {
-    "query": ("automem.analytics.store", "query"),
+    "query": ("automem.trajectory.sql", "query"),
     "diagnose": ("automem.diagnostics.summary", "diagnose"),
 }
 

@@ -39,10 +39,9 @@ import pyarrow.parquet as pq
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from automem.analytics import query  # noqa: E402
 from automem.diagnostics import diagnose  # noqa: E402
 from automem.memory import MemoryStore  # noqa: E402
-from automem.trajectory import Storage  # noqa: E402
+from automem.trajectory import Storage, query  # noqa: E402
 from automem.trajectory.runs import write_episode_index  # noqa: E402
 from automem.trajectory.schemas import TABLES  # noqa: E402
 

@@ -98,9 +98,8 @@ def error_text(exc: BaseException) -> str:
 def run(args: argparse.Namespace) -> int:
     import duckdb
 
-    from automem.analytics import query, render
-    from automem.analytics.store import UnsafeSQLError
-    from automem.trajectory import TABLES, read_errors
+    from automem.analytics import render
+    from automem.trajectory import TABLES, UnsafeSQLError, query, read_errors
 
     if not args.sql.strip():
         print('automem query: error: SQL is empty (try "SELECT count(*) FROM episodes")', file=sys.stderr)
@@ -161,8 +160,7 @@ def ray_dataset(root: str, table: str, *, columns: list[str] | None = None, stri
     import pyarrow.compute as pc
     import ray
 
-    from automem.analytics import committed_files
-    from automem.trajectory import Storage, committed_keys
+    from automem.trajectory import Storage, committed_files, committed_keys
     from automem.trajectory.reader import check_rows
     from automem.trajectory.schemas import TABLES
 

@@ -1,6 +1,6 @@
 """Per-episode diagnostics: one row per committed episode, with the counts every measure is built from.
 
-Reads the store through the committed views (``automem.analytics.connect``), replays each episode's op log
+Reads the store through the committed views (``automem.trajectory.connect``), replays each episode's op log
 (``memory_quality.analyse_ops``) and compares its states (``actions.analyse_steps``). The row holds counts, not
 rates, so that groups of episodes aggregate as ratios of sums (``summary.MEASURES``).
 """
@@ -13,11 +13,11 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from automem.analytics.store import PHASE_ORDER_SQL
 from automem.diagnostics.actions import analyse_steps
 from automem.diagnostics.memory_quality import MemoryQuality, analyse_ops
 from automem.diagnostics.series import episode_series
 from automem.memory.results import ERROR_KINDS
+from automem.trajectory.sql import PHASE_ORDER_SQL
 
 if TYPE_CHECKING:
     import duckdb

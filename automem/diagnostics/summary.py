@@ -206,7 +206,7 @@ def diagnose(
         StoreError: no store at a ``root`` given as a folder or URI (``automem.trajectory.open_store``).
         ValueError: an unknown grouping column or episode selection.
     """
-    from automem.analytics.store import connect
+    from automem.trajectory.sql import connect
     from automem.trajectory.store import open_store
 
     st = root if isinstance(root, Storage) else open_store(root)

@@ -6,6 +6,8 @@ Reading, committed episodes only:
 - ``open_store(root)``: the store's ``Storage``, or a one-line ``StoreError`` when there is none; ``list_runs``.
 - ``load`` (Arrow tables), ``dataset`` (a pyarrow dataset), ``committed_keys``, ``committed_files``,
   ``read_manifest``.
+- ``connect`` (a DuckDB connection with one view per table), ``query`` (one read-only SQL statement, also
+  ``automem.query``), ``select_episodes``; SQL sees the store and nothing else unless ``unsafe_sql`` (``sandbox``).
 - ``read_errors()``: what reading raises for a bad store or bad input (a reading command prints it as one line).
 """
 
@@ -25,7 +27,9 @@ from automem.trajectory.runs import (
     staged_attempts,
     write_manifest,
 )
+from automem.trajectory.sandbox import UnsafeSQLError
 from automem.trajectory.schemas import SCHEMA_VERSION, TABLES
+from automem.trajectory.sql import connect, query, select_episodes
 from automem.trajectory.storage import PermanentStorageError, Storage, StorageError, s3_filesystem
 from automem.trajectory.store import READ_RETRY_S, StoreError, list_runs, open_store, read_errors
 from automem.trajectory.writer import AlreadyCommitted, EpisodeWriter, check_id
@@ -43,18 +47,22 @@ __all__ = [
     "StorageError",
     "StoreError",
     "StoreFileError",
+    "UnsafeSQLError",
     "check_id",
     "committed_episode_ids",
     "committed_files",
     "committed_keys",
+    "connect",
     "dataset",
     "list_runs",
     "load",
     "open_store",
+    "query",
     "read_errors",
     "read_manifest",
     "repair",
     "s3_filesystem",
+    "select_episodes",
     "staged_attempts",
     "write_manifest",
 ]

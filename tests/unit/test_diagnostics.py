@@ -17,7 +17,7 @@ def ops_of(steps, initial_files=None):
     """The op log of a hand-built episode, as rows read back from the store."""
     import tempfile
 
-    from automem.analytics import query
+    from automem.trajectory import query
 
     with tempfile.TemporaryDirectory() as d:
         write_episode(d, "r", "e", steps, initial_files=initial_files)
@@ -144,7 +144,7 @@ def test_a_cut_output_returns_only_the_lines_shown():
 
     import tempfile
 
-    from automem.analytics import query
+    from automem.trajectory import query
 
     with tempfile.TemporaryDirectory() as d:
         write_episode(d, "r", "e", [Step("o", log=[text], plan=["READ a.md"])], quotas=quotas)

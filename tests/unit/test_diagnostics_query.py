@@ -116,7 +116,7 @@ def test_cli_table_csv_and_json(store, capsys):
 
 
 def test_episode_selection_by_ids_and_by_query(store):
-    from automem.analytics import connect
+    from automem.trajectory import connect
 
     con = connect(store, episodes="run1/ep-b")
     assert con.sql("SELECT count(*) FROM steps").fetchall() == [(4,)]

@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from automem.analytics.store import UnsafeSQLError, connect, query
+from automem.trajectory import UnsafeSQLError, connect, query
 from pipelines.cli import main
 from tests.support.synthetic import Step, write_episode
 

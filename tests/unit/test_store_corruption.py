@@ -17,8 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import automem
-from automem.analytics import connect
-from automem.trajectory import Storage, committed_keys, dataset, load
+from automem.trajectory import Storage, committed_keys, connect, dataset, load
 from automem.trajectory.reader import (
     INDEX_SIZE,
     StoreFileError,

@@ -228,8 +228,7 @@ def test_staged_attempts_and_the_run_lease(tmp_path):
 
 
 def test_the_episode_index_is_a_cache_that_never_changes_what_readers_see(tmp_path):
-    from automem.analytics import query
-    from automem.trajectory import committed_keys
+    from automem.trajectory import committed_keys, query
     from automem.trajectory.reader import episode_records
     from automem.trajectory.runs import write_episode_index
 
