@@ -115,7 +115,7 @@ def _open(root: str, args: argparse.Namespace) -> Any:
 
 
 def _single(args: argparse.Namespace) -> int:
-    from automem.analytics import render
+    from automem import render
     from automem.diagnostics import diagnose
 
     by = _DEFAULT_BY if args.by is None else args.by
@@ -167,7 +167,7 @@ def _nested(t: Any) -> bool:
 
 
 def _to_json(table: Any) -> str:
-    from automem.analytics import render
+    from automem import render
 
     return render.to_json(table)
 

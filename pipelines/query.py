@@ -98,7 +98,7 @@ def error_text(exc: BaseException) -> str:
 def run(args: argparse.Namespace) -> int:
     import duckdb
 
-    from automem.analytics import render
+    from automem import render
     from automem.trajectory import TABLES, UnsafeSQLError, query, read_errors
 
     if not args.sql.strip():

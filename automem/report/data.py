@@ -23,9 +23,9 @@ from typing import Any
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field
 
-from automem.analytics.render import to_json_rows
 from automem.diagnostics.episodes import KEY, EpisodeDiagnostics, analyse_store, size_series
 from automem.diagnostics.summary import MEASURES, aggregate, resolve_by
+from automem.render import to_json_rows
 from automem.report.html import embedded_size, render_html
 from automem.report.replay import episode_replay
 from automem.trajectory.sql import connect

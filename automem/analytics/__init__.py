@@ -1,1 +1,0 @@
-"""Printing Arrow tables for people and machines (``render``). SQL over the store is ``automem.trajectory.sql``."""
