@@ -50,7 +50,7 @@ def connect_ray(
     """Connect to ``address`` (or ``RAY_ADDRESS``), else to a local cluster that is running, else start one.
 
     ``address="local"`` always starts a new local cluster. A new local cluster gets ``num_cpus`` logical CPUs: on a
-    2-core machine Serve's replicas and the runners would otherwise not all be schedulable (see docs/FACTS: the
+    2-core machine Serve's replicas and the runners would otherwise not all be schedulable (docs/LOG.md, "platform facts": the
     ingress never started with ``num_cpus=2``), and token auth unless ``RAY_AUTH_MODE`` is set (module docstring).
     Attaching to a running local cluster uses its token when one is available (Ray's own rule); an explicit
     address with token auth needs ``RAY_AUTH_MODE=token``.

@@ -11,8 +11,6 @@ attempt's committed record.
 
 from __future__ import annotations
 
-import heapq
-import random
 import re
 import time
 from collections import deque
@@ -32,19 +30,17 @@ from ray.exceptions import (
 
 from actors.runner import runner_actor
 from automem.rollout.jobs import EpisodeJob
+from automem.rollout.outcomes import (
+    EpisodeOutcome,
+    ExecutionResult,
+    Progress,
+    RetryPolicy,
+    RunnersFailing,
+    StorageFailing,
+)
 from automem.rollout.runner import RunnerConfig
 from automem.trajectory.storage import PermanentStorageError, Storage
 from automem.trajectory.writer import EpisodeWriter
-
-
-class RunnersFailing(RuntimeError):
-    """Runner actors keep dying without finishing anything (e.g. an error in their creation task), or none could
-    be placed on the cluster in time."""
-
-
-class StorageFailing(RuntimeError):
-    """The store cannot be written for a reason waiting does not heal (no space, read-only, forbidden)."""
-
 
 # Ray's sentence on why an actor died, matched to a short cause (Ray 2.60 wording; the full text is kept after it).
 _DEATH_CAUSES = (
@@ -88,20 +84,6 @@ def _task_error(exc: RayTaskError) -> str:
 
 
 @dataclass
-class RolloutResult:
-    """What happened to every job of a run."""
-
-    done: list[dict[str, Any]] = field(default_factory=list)
-    failed: dict[str, str] = field(default_factory=dict)  # episode id -> last error
-    attempts: int = 0
-    runner_restarts: int = 0
-    already_committed: int = 0  # retries answered from the store: the episode had committed before
-    interrupted: bool = False
-    wall_seconds: float = 0.0
-    retry_wait_seconds: float = 0.0  # time episodes spent waiting out their retry backoff (summed)
-
-
-@dataclass
 class _Runner:
     handle: Any
     index: int
@@ -118,20 +100,18 @@ class RolloutScheduler:
         concurrency: episodes in flight in total.
         max_attempts: attempts per episode in this scheduler's run before it is given up (a resume starts from
             attempt numbers above 1 and still gets this many).
-        on_progress: called about once a second with a stats dict (the CLI draws its progress bar from it).
+        on_progress: called about once a second with a :class:`Progress` (the CLI draws its progress bar from it).
         runner_env: environment variables for the actors (e.g. the S3 endpoint).
         runner_cpus: logical CPUs each runner actor reserves.
         max_llm_inflight: model requests open at once over all runners (None: each runner's
             ``config.max_llm_inflight``).
         runner_resources: custom resources each runner requests, e.g. ``{"rollout": 0.01}`` to place runners on
             the cluster's rollout nodes (``ray_cluster.yaml``).
-        retry_backoff_s: wait before an episode's first retry, doubled for each further one (jitter 0.5-1.5x,
-            at most ``MAX_BACKOFF_S``), so an endpoint outage does not use up every attempt at once.
+        retry_backoff_s: wait before an episode's first retry, doubled for each further one (``RetryPolicy``),
+            so an endpoint outage does not use up every attempt at once.
         placement_timeout_s: how long to wait for the first runner to be placed (an autoscaling cluster adding
             a node) before the run fails with ``RunnersFailing``.
     """
-
-    MAX_BACKOFF_S = 300.0
 
     def __init__(
         self,
@@ -141,7 +121,7 @@ class RolloutScheduler:
         num_runners: int,
         concurrency: int,
         max_attempts: int = 3,
-        on_progress: Callable[[dict[str, Any]], None] | None = None,
+        on_progress: Callable[[Progress], None] | None = None,
         runner_env: dict[str, str] | None = None,
         runner_cpus: float = 0.5,
         max_llm_inflight: int | None = None,
@@ -169,10 +149,8 @@ class RolloutScheduler:
         self.runner_resources = runner_resources
         self.retry_backoff_s = retry_backoff_s
         self.placement_timeout_s = placement_timeout_s
-        self.tries: dict[str, int] = {}  # episode id -> attempts dispatched in this run
-        self.delayed: list[tuple[float, int, EpisodeJob]] = []  # (due, seq, job): retries in their backoff
-        self._seq = 0
-        self.result = RolloutResult()
+        self.retries = RetryPolicy(max_attempts, retry_backoff_s)
+        self.result = ExecutionResult()
         self.runners: list[_Runner] = []
         self._stats: dict[int, dict[str, Any]] = {}
         self._retired: dict[str, float] = {"steps": 0, "tokens": 0}  # counters of replaced runners
@@ -198,36 +176,23 @@ class RolloutScheduler:
         return _Runner(handle, index)
 
     def _fill(self) -> None:
-        now = time.monotonic()
-        while self.delayed and self.delayed[0][0] <= now:
-            self.queue.append(heapq.heappop(self.delayed)[2])
+        self.queue.extend(self.retries.due())
         inflight = sum(len(r.inflight) for r in self.runners)
         for runner in sorted(self.runners, key=lambda r: len(r.inflight)):
             while self.queue and inflight < self.concurrency and len(runner.inflight) < self.per_runner:
                 job = self.queue.popleft()
                 runner.inflight[runner.handle.run.remote(job)] = job
                 self.result.attempts += 1
-                self.tries[job.episode_id] = self.tries.get(job.episode_id, 0) + 1
+                self.retries.dispatched(job)
                 inflight += 1
 
     def _retry_or_give_up(self, job: EpisodeJob, error: str, *, backoff: bool = True) -> None:
-        """Queue the episode's next attempt, after its backoff, unless it used up ``max_attempts`` in this run.
+        """Schedule the episode's next attempt (after its backoff), or give it up (``RetryPolicy``).
 
         ``backoff`` is False for attempts lost with their runner (the episode did nothing wrong)."""
-        tries = self.tries.get(job.episode_id, 1)
-        if tries >= self.max_attempts:
+        if not self.retries.retry(job, backoff=backoff):
             self.result.failed[job.episode_id] = error
-            return
-        delay = 0.0
-        if backoff and self.retry_backoff_s > 0:
-            base = self.retry_backoff_s * 2 ** (tries - 1)
-            delay = min(self.MAX_BACKOFF_S, base * random.uniform(0.5, 1.5))
-        if delay <= 0:
-            self.queue.append(job.retry())
-            return
-        self.result.retry_wait_seconds += delay
-        self._seq += 1
-        heapq.heappush(self.delayed, (time.monotonic() + delay, self._seq, job.retry()))
+        self.queue.extend(self.retries.due())  # a retry without backoff is queued at once
 
     def _collect(self, runner: _Runner, ref: Any) -> None:
         """Take the outcome of one finished episode task of ``runner``."""
@@ -255,10 +220,10 @@ class RolloutScheduler:
             return
         self._record(summary)
 
-    def _record(self, summary: dict[str, Any]) -> None:
+    def _record(self, outcome: EpisodeOutcome) -> None:
         """Count one finished episode."""
-        self.result.already_committed += bool(summary.get("already_committed"))
-        self.result.done.append(summary)
+        self.result.already_committed += outcome.already_committed
+        self.result.done.append(outcome)
         self._deaths_in_a_row = 0
 
     def _replace(self, runner: _Runner, error: str) -> None:
@@ -307,28 +272,28 @@ class RolloutScheduler:
                 except Exception:
                     pass
 
-    def progress(self) -> dict[str, Any]:
+    def progress(self) -> Progress:
         done = self.result.done
         live_steps = self._retired["steps"] + sum(s.get("steps", 0) for s in self._stats.values())
         live_tokens = self._retired["tokens"] + sum(s.get("tokens", 0) for s in self._stats.values())
         elapsed = max(1e-9, time.perf_counter() - self._t0)
-        prog = [d["progression"] for d in done]
-        return {
-            "total": self.total,
-            "done": len(done),
-            "failed": len(self.result.failed),
-            "running": sum(len(r.inflight) for r in self.runners),
-            "queued": len(self.queue),
-            "attempts": self.result.attempts,
-            "runner_restarts": self.result.runner_restarts,
-            "llm_inflight": sum(s.get("llm_inflight", 0) for s in self._stats.values()),
-            "steps": live_steps,
-            "tokens": live_tokens,
-            "steps_per_s": live_steps / elapsed,
-            "tokens_per_s": live_tokens / elapsed,
-            "mean_progression": sum(prog) / len(prog) if prog else 0.0,
-            "elapsed_s": elapsed,
-        }
+        prog = [d.progression for d in done]
+        return Progress(
+            total=self.total,
+            done=len(done),
+            failed=len(self.result.failed),
+            running=sum(len(r.inflight) for r in self.runners),
+            queued=len(self.queue) + self.retries.waiting(),
+            attempts=self.result.attempts,
+            runner_restarts=self.result.runner_restarts,
+            llm_inflight=sum(s.get("llm_inflight", 0) for s in self._stats.values()),
+            steps=live_steps,
+            tokens=live_tokens,
+            steps_per_s=live_steps / elapsed,
+            tokens_per_s=live_tokens / elapsed,
+            mean_progression=sum(prog) / len(prog) if prog else 0.0,
+            elapsed_s=elapsed,
+        )
 
     def start(self, all_within_s: float = 30.0) -> None:
         """Start the runner actors and wait until they answer (process start, imports, its model client).
@@ -370,19 +335,17 @@ class RolloutScheduler:
                     continue  # died right away: the run loop replaces it
                 answered += 1
 
-    def run(self) -> RolloutResult:
+    def run(self) -> ExecutionResult:
         """Run every job to an outcome; Ctrl-C stops cleanly (committed episodes stay, the rest can resume)."""
         self.start()
         self._t0 = time.perf_counter()
         last_progress = 0.0
         try:
-            while self.queue or self.delayed or any(r.inflight for r in self.runners):
+            while self.queue or self.retries.waiting() or any(r.inflight for r in self.runners):
                 self._fill()
                 refs = [ref for r in self.runners for ref in r.inflight]
                 if not refs:  # only retries waiting out their backoff
-                    time.sleep(
-                        min(0.5, max(0.0, self.delayed[0][0] - time.monotonic())) if self.delayed else 0.05
-                    )
+                    time.sleep(min(0.5, self.retries.next_due_in()) or 0.05)
                 ready, rest = ray.wait(refs, num_returns=1, timeout=0.5) if refs else ([], [])
                 if ready and rest:  # take every result that is ready, not one per loop
                     ready += ray.wait(rest, num_returns=len(rest), timeout=0)[0]
@@ -400,6 +363,7 @@ class RolloutScheduler:
             self.result.interrupted = True
         finally:
             self.result.wall_seconds = time.perf_counter() - self._t0
+            self.result.retry_wait_seconds = self.retries.waited_s
             if self.on_progress:
                 self._poll_stats()
                 self.on_progress(self.progress())

@@ -44,7 +44,7 @@ def replica_env(cfg: ServeConfig, local_s3: LocalS3 | None, cpu: CpuChoice | Non
     """Environment the engine and ingress replicas need: S3 endpoint and credentials, the CPU KV-cache size and
     thread binding (``cpu``'s; default: chosen on this machine).
 
-    They must reach the replicas through ``runtime_env``; the driver's environment is not theirs (FACTS.md).
+    They must reach the replicas through ``runtime_env``; the driver's environment is not theirs (docs/LOG.md, "platform facts").
     """
     env = dict(local_s3.env) if local_s3 else {}
     if not local_s3 and cfg.lora.enabled:

@@ -28,11 +28,17 @@ class ConfigError(ValueError):
 M = TypeVar("M", bound=BaseModel)
 
 
-def format_errors(exc: ValidationError, source: str, what: str) -> str:
-    """One line per offending field: ``  path.to.field: message`` under ``<source>: invalid <what>``."""
+def format_errors(exc: ValidationError, source: str, what: str, labels: dict[str, str] | None = None) -> str:
+    """One line per offending field: ``  path.to.field: message`` under ``<source>: invalid <what>``.
+
+    Args:
+        labels: extra names for top-level fields, shown beside them (a CLI's flags: ``episodes (--episodes)``).
+    """
     lines = [f"{source}: invalid {what}"]
     for err in exc.errors():
         where = ".".join(str(p) for p in err["loc"])
+        if labels and where in labels:
+            where = f"{where} ({labels[where]})"
         msg = (
             "unknown field" if err["type"] == "extra_forbidden" else err["msg"].removeprefix("Value error, ")
         )
@@ -73,6 +79,7 @@ def parse_model(
     *,
     source: str = "<dict>",
     what: str = "config",
+    labels: dict[str, str] | None = None,
 ) -> M:
     """Validate ``data`` (a parsed YAML mapping) as ``cls`` after applying ``key=value`` overrides.
 
@@ -85,7 +92,7 @@ def parse_model(
     try:
         return cls.model_validate(tree)
     except ValidationError as exc:
-        raise ConfigError(format_errors(exc, source, what)) from None
+        raise ConfigError(format_errors(exc, source, what, labels)) from None
 
 
 def read_yaml(path: str | Path) -> dict[str, Any] | None:

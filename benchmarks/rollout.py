@@ -87,7 +87,7 @@ def overhead_and_bytes(steps_short: int, steps_long: int) -> dict:
             wall = time.perf_counter() - t0
             sizes[n] = _dir_bytes(os.path.join(tmp, "tables")) - sum(sizes.values())
             if n == steps_short:
-                out["overhead_us_per_step"] = round(wall / res["steps"] * 1e6, 1)
+                out["overhead_us_per_step"] = round(wall / res.steps * 1e6, 1)
         del sizes[0]
         out["bytes_per_step_1k"] = round(sizes[steps_short] / steps_short, 1)
         out["bytes_per_step_10k"] = round(sizes[steps_long] / steps_long, 1)
@@ -142,7 +142,7 @@ def automem_run(endpoint: str, episodes: int, steps: int, concurrency: int, runn
 def _pool_episode(args):
     endpoint, job, tmp = args
     runner = EpisodeRunner(RunnerConfig(endpoint=endpoint, storage_root=tmp))
-    return asyncio.run(runner.run(job))["steps"]
+    return asyncio.run(runner.run(job)).steps
 
 
 def pool_run(endpoint: str, episodes: int, steps: int) -> float:

@@ -28,29 +28,25 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pipelines import rollout
+    from automem.rollout import RolloutConfig, RunBusy, RunFailed, run_rollout
+    from pipelines._common import Reporter, fail, print_rollout_summary, say
 
-    parser = argparse.ArgumentParser(prog="automem rollout")
-    rollout.add_arguments(parser)
-    rollout_args = parser.parse_args(
-        [
-            "--env",
-            args.env,
-            "--episodes",
-            str(args.episodes),
-            "--concurrency",
-            str(args.episodes),
-            "--max-steps",
-            str(args.max_steps),
-            "--seeds",
-            f"0-{args.episodes - 1}",
-            "--endpoint",
-            "embedded",
-            "--out",
-            args.out,
-        ]
-    )
-    code = rollout.run(rollout_args)
-    if code == 0:
-        print(f"\nnext: automem diagnose {args.out}   ·   automem report {args.out} --out report.html")
-    return code
+    try:
+        config = RolloutConfig(
+            env=args.env,
+            episodes=args.episodes,
+            concurrency=args.episodes,
+            max_steps=args.max_steps,
+            seeds=f"0-{args.episodes - 1}",
+            endpoint="embedded",
+            out=args.out,
+        )
+        with Reporter() as reporter:
+            result = run_rollout(config, on_progress=reporter.update, say=say)
+    except (ValueError, RunBusy, RunFailed) as exc:  # RolloutError and a config's ValidationError are ValueErrors
+        return fail("demo", "; ".join(line.strip() for line in str(exc).splitlines()))
+    print_rollout_summary(result)
+    if result.interrupted:
+        return 130
+    print(f"\nnext: automem diagnose {args.out}   ·   automem report {args.out} --out report.html")
+    return 0 if not result.failed else 1

@@ -1,59 +1,14 @@
-"""What a rollout plays, and what a resume continues with.
+"""What a resume continues with: the next attempt number of each episode; and the runners' custom resources.
 
-The options that define a run's episodes (env, count, seeds, scaffold, models, step cap) are stored in its
-manifest when it starts; a resume takes them from there, so ``automem rollout --resume --run-id ID --out ROOT``
-continues exactly the run that was started, and an option given again with another value is an error rather than
-a silent mix of two runs. The options that only say how to run (concurrency, endpoint, limits) may change.
+Which settings a resume keeps is ``automem.rollout.config.RUN_FIELDS`` (compared in ``automem.rollout.lifecycle``).
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any
 
-from automem.llm.embedded import BASE_MODEL_ID
 from automem.trajectory.runs import recorded_attempts, staged_attempts
 from automem.trajectory.storage import Storage
-
-JOB_DEFAULTS: dict[str, Any] = {
-    "env": "crafter-v0",
-    "episodes": 8,
-    "seeds": "0-999",
-    "scaffold": None,
-    "model": BASE_MODEL_ID,
-    "memory_model": None,
-    "max_steps": 30,
-}
-"""The options that define a run's episodes, with their defaults (``scaffold`` None: the env family's v0). The
-rollout CLI's help repeats them as text, so that ``automem --help`` need not import this module."""
-
-
-def job_settings(given: dict[str, Any], manifest: dict[str, Any] | None) -> dict[str, Any]:
-    """The episode-defining options of a run.
-
-    Args:
-        given: the options as passed now (None where not passed), keyed as in ``JOB_DEFAULTS``.
-        manifest: the run's manifest when resuming, else None.
-
-    Returns:
-        For a new run, ``given`` with defaults filled in; for a resume, the manifest's stored values. The scaffold
-        is the caller's to compare (by content id), since a name and a file can mean the same scaffold.
-
-    Raises:
-        ValueError: an option given for a resume differs from the run's, with the option named.
-    """
-    if manifest is None:
-        return {k: default if given.get(k) is None else given[k] for k, default in JOB_DEFAULTS.items()}
-    stored = manifest.get("config", {})
-    out = {}
-    for key, default in JOB_DEFAULTS.items():
-        before = stored.get(key, default)
-        now = given.get(key)
-        if key != "scaffold" and now is not None and now != before:
-            flag = "--" + key.replace("_", "-")
-            raise ValueError(f"{flag} {now!r} differs from the run's {before!r}; a resume keeps them")
-        out[key] = before
-    return out
 
 
 def next_attempts(storage: Storage, run_id: str) -> dict[str, int]:

@@ -21,6 +21,7 @@ from automem.llm.client import OpenAIChatClient
 from automem.llm.protocol import DEFAULT_SAMPLING, ChatModel, ChatResult, OutputConstraint, SamplingParams
 from automem.llm.tokens import ApproxTokenCounter, HFTokenCounter, TokenCounter
 from automem.rollout.jobs import EpisodeJob
+from automem.rollout.outcomes import EpisodeOutcome
 from automem.scaffold.io import content_id
 from automem.trajectory.storage import Storage
 from automem.trajectory.writer import AlreadyCommitted, EpisodeWriter
@@ -109,7 +110,7 @@ class EpisodeRunner:
         """Counters for progress reporting."""
         return {**self.stats_, "llm_inflight": self.client.inflight}
 
-    async def run(self, job: EpisodeJob) -> dict[str, Any]:
+    async def run(self, job: EpisodeJob) -> EpisodeOutcome:
         """Play and commit one episode; returns its summary.
 
         Raises:
@@ -183,17 +184,17 @@ class EpisodeRunner:
             except AlreadyCommitted as exc:  # another attempt committed while this one played
                 return self._already(job, exc.record)
             self.stats_["episodes_done"] += 1
-            return {
-                "episode_id": job.episode_id,
-                "attempt": job.attempt,
-                "steps": end.steps,
-                "progression": end.progression,
-                "return": end.episode_return,
-                "tokens": end.prompt_tokens + end.completion_tokens,
-                "llm_seconds": end.llm_seconds,
-                "wall_seconds": time.perf_counter() - t0,
-                "bytes_written": writer.bytes_written,
-            }
+            return EpisodeOutcome(
+                episode_id=job.episode_id,
+                attempt=job.attempt,
+                steps=end.steps,
+                progression=end.progression,
+                episode_return=end.episode_return,
+                tokens=end.prompt_tokens + end.completion_tokens,
+                llm_seconds=end.llm_seconds,
+                wall_seconds=time.perf_counter() - t0,
+                bytes_written=writer.bytes_written,
+            )
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -212,21 +213,21 @@ class EpisodeRunner:
             # ending together would stall every other episode's turn (seen: 1.5 s of loop time per 500).
             await asyncio.to_thread(shutil.rmtree, memory_root, True)
 
-    def _already(self, job: EpisodeJob, row: dict[str, Any]) -> dict[str, Any]:
-        """The summary of an episode found committed (its ``episodes`` row) instead of played."""
+    def _already(self, job: EpisodeJob, row: dict[str, Any]) -> EpisodeOutcome:
+        """The outcome of an episode found committed (its ``episodes`` row) instead of played."""
         self.stats_["episodes_done"] += 1
-        return {
-            "episode_id": job.episode_id,
-            "attempt": row.get("attempt", job.attempt),
-            "steps": row.get("steps", 0),
-            "progression": row.get("progression", 0.0),
-            "return": row.get("episode_return", 0.0),
-            "tokens": (row.get("prompt_tokens") or 0) + (row.get("completion_tokens") or 0),
-            "llm_seconds": row.get("llm_seconds", 0.0),
-            "wall_seconds": 0.0,
-            "bytes_written": 0,
-            "already_committed": True,
-        }
+        return EpisodeOutcome(
+            episode_id=job.episode_id,
+            attempt=int(row.get("attempt", job.attempt)),
+            steps=int(row.get("steps") or 0),
+            progression=float(row.get("progression") or 0.0),
+            episode_return=float(row.get("episode_return") or 0.0),
+            tokens=int((row.get("prompt_tokens") or 0) + (row.get("completion_tokens") or 0)),
+            llm_seconds=float(row.get("llm_seconds") or 0.0),
+            wall_seconds=0.0,
+            bytes_written=0,
+            already_committed=True,
+        )
 
     async def close(self) -> None:
         inner = self.client.inner

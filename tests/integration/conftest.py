@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-import tempfile
 import time
 import uuid
 
@@ -57,58 +54,6 @@ def make_bucket(endpoint_url: str) -> str:
 def s3_root(moto_s3):
     """A fresh bucket; yields ``s3://<bucket>/trajectories``."""
     return f"s3://{make_bucket(moto_s3['url'])}/trajectories"
-
-
-class Stub:
-    def __init__(self, proc, url):
-        self.proc, self.url = proc, url
-
-    def stats(self):
-        import httpx
-
-        return httpx.get(self.url.replace("/v1", "/stats"), timeout=5).json()
-
-
-@pytest.fixture
-def stub_model():
-    """Start stub model servers: ``stub_model(latency=0.0, error_rate=0.0, hang_rate=0.0) -> Stub``."""
-    started = []
-
-    def start(latency=0.0, error_rate=0.0, hang_rate=0.0, hang_s=3600.0):
-        port_file = tempfile.mktemp()
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "automem.llm.stub_server",
-                "--port",
-                "0",
-                "--port-file",
-                port_file,
-                "--latency",
-                str(latency),
-                "--error-rate",
-                str(error_rate),
-                "--hang-rate",
-                str(hang_rate),
-                "--hang-s",
-                str(hang_s),
-            ],
-            cwd=ROOT,
-            stdout=subprocess.DEVNULL,
-        )
-        started.append(proc)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if os.path.exists(port_file) and open(port_file).read().strip():
-                return Stub(proc, f"http://127.0.0.1:{open(port_file).read().strip()}/v1")
-            time.sleep(0.05)
-        raise RuntimeError("stub model server did not start")
-
-    yield start
-    for p in started:
-        p.kill()
-        p.wait()
 
 
 def wait_for(predicate, timeout=60.0, interval=0.1, what="condition"):

@@ -36,14 +36,14 @@ def assert_refused(res, tmp_path, *needles):
 @pytest.mark.parametrize(
     ("args", "needles"),
     [
-        (["--episode-timeout", "nan"], ["--episode-timeout", "positive"]),
-        (["--episode-timeout", "inf"], ["--episode-timeout"]),
-        (["--context-window", "-5"], ["--context-window"]),
+        (["--episode-timeout", "nan"], ["episode_timeout (--episode-timeout)", "above 0"]),
+        (["--episode-timeout", "inf"], ["--episode-timeout", "finite"]),
+        (["--context-window", "-5"], ["--context-window", "256"]),
         (["--runner-resource", "CPU=1"], ["CPU is Ray's own resource"]),
         (["--runner-resource", "rollout=0.00001"], ["4 decimals"]),
-        (["--episodes", "200000000"], ["--episodes must be at most 1,000,000"]),
-        (["--retry-backoff", "-1"], ["--retry-backoff"]),
-        (["--placement-timeout", "0"], ["--placement-timeout"]),
+        (["--episodes", "200000000"], ["episodes (--episodes)", "1000000"]),
+        (["--retry-backoff", "-1"], ["--retry-backoff", "at least 0"]),
+        (["--placement-timeout", "0"], ["--placement-timeout", "above 0"]),
     ],
 )
 def test_settings_that_would_fail_later_are_refused_up_front(tmp_path, args, needles):

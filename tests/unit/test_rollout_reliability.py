@@ -130,9 +130,9 @@ def test_retries_back_off_with_jitter(monkeypatch, tmp_path):
 def test_no_backoff_for_attempts_lost_with_their_runner(monkeypatch, tmp_path):
     sched, fake = _scheduler(monkeypatch, tmp_path, _jobs(1), _fails, retry_backoff_s=30.0)
     job = sched.queue.popleft()
-    sched.tries[job.episode_id] = 1
+    sched.retries.dispatched(job)
     sched._retry_or_give_up(job, "runner died: x", backoff=False)
-    assert [j.attempt for j in sched.queue] == [2] and not sched.delayed
+    assert [j.attempt for j in sched.queue] == [2] and not sched.retries.waiting()
 
 
 def test_a_permanent_storage_error_stops_the_run_at_once(monkeypatch, tmp_path):
@@ -277,7 +277,7 @@ def test_storage_error_is_the_base_of_the_permanent_one():
 
 def test_the_summary_says_the_embedded_endpoint_is_still_running(tmp_path, monkeypatch, capsys):
     from automem.serving.state import EndpointState, write_state
-    from pipelines.rollout import _say_embedded_still_running
+    from pipelines._common import say_embedded_still_running as _say_embedded_still_running
 
     monkeypatch.setenv("AUTOMEM_STATE_DIR", str(tmp_path))
     _say_embedded_still_running("http://127.0.0.1:8000/v1")

@@ -49,10 +49,10 @@ def test_a_retry_of_a_committed_episode_is_answered_from_the_store(tmp_path):
     client = ScriptedChatModel(script)
     first = asyncio.run(runner(tmp_path, client).run(job))
     calls = len(client.calls)
-    assert first["steps"] == 4 and "already_committed" not in first
+    assert first.steps == 4 and not first.already_committed
     # The scheduler re-runs it as attempt 2 (say its runner died before the result was collected).
     again = asyncio.run(runner(tmp_path, client).run(job.retry()))
-    assert again["already_committed"] and again["attempt"] == 1 and again["steps"] == 4
+    assert again.already_committed and again.attempt == 1 and again.steps == 4
     assert len(client.calls) == calls, "the episode must not be played again"
     tables = load_store(str(tmp_path))
     assert tables["episodes"].column("attempt").to_pylist() == [1]
@@ -78,7 +78,7 @@ def test_an_attempt_that_another_commits_first_is_answered_with_that_record(tmp_
     job = one_job().retry()
     client = CommitsAnotherAttemptFirst(script, Storage(str(tmp_path)), job)
     summary = asyncio.run(runner(tmp_path, client).run(job))
-    assert summary["already_committed"] and summary["attempt"] == 1 and summary["steps"] == 7
+    assert summary.already_committed and summary.attempt == 1 and summary.steps == 7
     assert load_store(str(tmp_path))["episodes"].column("attempt").to_pylist() == [1]
 
 
@@ -107,30 +107,19 @@ def test_seed_lists():
             parse_seeds(bad)
 
 
-def test_a_resume_keeps_the_runs_episode_settings():
-    from automem.rollout.resume import JOB_DEFAULTS, job_settings
-
-    fresh = job_settings({"env": "nethack-v0", "episodes": 4}, None)
-    assert fresh == {**JOB_DEFAULTS, "env": "nethack-v0", "episodes": 4}
-    manifest = {"config": fresh}
-    assert job_settings({k: None for k in JOB_DEFAULTS}, manifest) == fresh
-    assert job_settings({"episodes": 4}, manifest) == fresh  # the same value again is fine
-    with pytest.raises(ValueError, match="--max-steps 99 differs from the run's 30"):
-        job_settings({"max_steps": 99}, manifest)
-
-
-def test_the_cli_help_states_the_episode_defaults():
+def test_the_cli_help_states_the_config_defaults():
     import argparse
 
-    from automem.rollout.resume import JOB_DEFAULTS
-    from pipelines.rollout import add_arguments
+    from automem.rollout import RolloutConfig
+    from pipelines.rollout import FLAGS, add_arguments
 
     parser = argparse.ArgumentParser()
     add_arguments(parser)
     helps = {a.dest: a.help for a in parser._actions}
-    for key, default in JOB_DEFAULTS.items():
-        if default is not None:
-            assert helps[key].rstrip(")").endswith(f"default {default}"), (key, helps[key])
+    for field, _, _ in FLAGS.values():
+        default = RolloutConfig.model_fields[field].default
+        if default is not None and not isinstance(default, dict):
+            assert helps[field].rstrip(")").endswith(f"default {default}"), (field, helps[field])
 
 
 def test_runner_resources():

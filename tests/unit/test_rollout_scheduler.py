@@ -8,6 +8,7 @@ from ray.exceptions import ActorDiedError, RayTaskError
 import actors.scheduler as scheduler_mod
 from actors.scheduler import RolloutScheduler, _Runner
 from automem.rollout import RunnerConfig, make_jobs
+from automem.rollout.outcomes import EpisodeOutcome
 from automem.scaffold import load
 from automem.trajectory import EpisodeWriter, Storage
 from automem.trajectory import load as load_store
@@ -48,7 +49,7 @@ def test_a_dead_runners_finished_tasks_are_taken_as_they_ended(tmp_path, monkeyp
     # The runner recorded why ``failed`` failed before its actor died.
     EpisodeWriter(storage, "r1", failed.episode_id, 1, {}).fail("ValueError: env broke")
     outcomes = {
-        "ref-ok": {"episode_id": ok.episode_id, "progression": 0.5},
+        "ref-ok": EpisodeOutcome(ok.episode_id, 1, 4, 0.5, 0.0, 10, 0.1, 0.2, 100),
         "ref-failed": RayTaskError("run", "traceback", ValueError("env broke")),
         "ref-lost": ActorDiedError(),
     }
@@ -67,7 +68,7 @@ def test_a_dead_runners_finished_tasks_are_taken_as_they_ended(tmp_path, monkeyp
 
     sched._replace(dead, "ActorDiedError: killed")
 
-    assert [d["episode_id"] for d in sched.result.done] == [ok.episode_id]
+    assert [d.episode_id for d in sched.result.done] == [ok.episode_id]
     assert sched._deaths_in_a_row == 0, "a finished episode ends a run of deaths, as in _collect"
     assert sorted((j.episode_id, j.attempt) for j in sched.queue) == sorted(
         [(failed.episode_id, 2), (lost.episode_id, 2)]
