@@ -1,33 +1,10 @@
-"""Checks a rollout makes before anything is written: settings that would fail every attempt, or exhaust the
-driver, are refused up front with one line naming the setting."""
+"""A check a rollout makes before anything is written: a scaffold whose prompt cannot fit would fail every
+attempt. (Settings are checked by ``RolloutConfig`` itself.)"""
 
 from __future__ import annotations
 
-import math
-
 from automem.llm.tokens import ApproxTokenCounter, TokenCounter
 from automem.scaffold.schema import Scaffold
-
-MIN_CONTEXT_WINDOW = 256
-"""The smallest context window a scaffold can be budgeted for (its ``context.max_prompt_tokens`` floor)."""
-
-
-def check_timeout(name: str, value: float | None) -> None:
-    """A timeout is None (no limit) or a finite number of seconds above 0.
-
-    Raises:
-        ValueError: naming ``name`` (``nan``, ``inf`` and non-positive values are refused).
-    """
-    if value is not None and not (math.isfinite(value) and value > 0):
-        raise ValueError(f"{name} must be a positive number of seconds (got {value!r})")
-
-
-def check_context_window(value: int) -> None:
-    """Raises ValueError unless ``value`` is a plausible model context length."""
-    if not MIN_CONTEXT_WINDOW <= value <= 10_000_000:
-        raise ValueError(
-            f"--context-window must be between {MIN_CONTEXT_WINDOW} and 10,000,000 tokens (got {value})"
-        )
 
 
 def check_scaffold_fits(
