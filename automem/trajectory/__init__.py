@@ -1,7 +1,7 @@
 """The trajectory store: Arrow schemas, the streaming Parquet writer with its commit protocol, and the one reading
 API.
 
-Reading, committed episodes only:
+Reading, committed episodes only (the rule, for every reader: ``visible_files``):
 
 - ``open_store(root)``: the store's ``Storage``, or a one-line ``StoreError`` when there is none; ``list_runs``.
 - ``load`` (Arrow tables), ``dataset`` (a pyarrow dataset), ``committed_keys``, ``committed_files``,
@@ -18,6 +18,7 @@ from automem.trajectory.reader import (
     dataset,
     load,
     read_manifest,
+    visible_files,
 )
 from automem.trajectory.runs import (
     RunBusy,
@@ -64,5 +65,6 @@ __all__ = [
     "s3_filesystem",
     "select_episodes",
     "staged_attempts",
+    "visible_files",
     "write_manifest",
 ]

@@ -3,7 +3,9 @@
 The files of a table are ``tables/<table>/<run>/<episode>.parquet`` (``-a<attempt>`` in ``attempts``). An
 episode is committed once its ``episodes`` file exists; the other tables' files are written just before it, so a
 listing of a folder can briefly show an episode whose record is being written (or, after a killed process, one
-whose commit never finished, until ``repair``). The readers here list only files of committed episodes.
+whose commit never finished, until ``repair``). Which files and rows every reader shows (these, the DuckDB views
+of ``automem.trajectory.sql``, Ray Data's ``actors.data.ray_dataset``) is decided in one place,
+``visible_files``.
 
 The commit records are one small file per episode, so reading them costs per file (most of a query's time on a
 large store). A finished rollout therefore also writes ``runs/<run>/episodes.parquet``, the run's records in one
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -37,7 +40,7 @@ import pyarrow.parquet as pq
 
 from automem.trajectory.schemas import TABLES
 from automem.trajectory.storage import TMP_PREFIX, Storage
-from automem.trajectory.writer import episode_of
+from automem.trajectory.writer import PUBLISHED, episode_of
 
 log = logging.getLogger(__name__)
 
@@ -89,10 +92,47 @@ def table_files(root: str | Storage, table: str, run_id: str | None = None) -> l
     return list(_listing(_storage(root), table, run_id))
 
 
+Commits = Mapping[tuple[str, str], int]
+"""The committed episodes: ``(run_id, episode_id)`` to the attempt whose record committed."""
+
+
+def commits_of(keys: pa.Table) -> dict[tuple[str, str], int]:
+    """``Commits`` from ``(run_id, episode_id, attempt)`` rows (``committed_keys``)."""
+    runs, episodes, attempts = (keys.column(c).to_pylist() for c in ("run_id", "episode_id", "attempt"))
+    return {(r, e): a for r, e, a in zip(runs, episodes, attempts, strict=True)}
+
+
+def visible_files(table: str, files: Iterable[str], commits: Commits) -> dict[str, int | None]:
+    """The commit-visibility rule, for every reader: which of ``files`` (of ``table``) a reader shows, each with
+    the attempt whose rows it shows (None: all of its rows).
+
+    An episode's rows in the tables published at its commit (``writer.PUBLISHED``: steps, turns, memory_ops,
+    memory_files) are visible once its record is committed, and then only the rows of the attempt that committed,
+    which hides anything a crashed commit of another attempt left behind. The writer names each file after its
+    episode (``episode_of``), so the name picks the episode, and the attempt is a filter on the rows. Every file of
+    ``episodes`` (the commit records themselves) and of ``attempts`` (a row for each finished attempt, committed or
+    failed) is visible, with all its rows; ``commits`` is not consulted for them.
+
+    Args:
+        table: one of the store's tables.
+        files: paths of its files (``table_files``).
+        commits: the committed episodes (``commits_of(committed_keys(...))``, or the rows of the DuckDB
+            ``episodes`` view).
+    """
+    if table not in PUBLISHED:
+        return dict.fromkeys(files)
+    out: dict[str, int | None] = {}
+    for path in files:
+        key = episode_of(table, path)
+        if key is not None and key in commits:
+            out[path] = commits[key]
+    return out
+
+
 def committed_files(
     root: str | Storage, table: str, keys: pa.Table | None = None, run_id: str | None = None
 ) -> list[str]:
-    """The files of ``table`` that belong to committed episodes (``episodes`` and ``attempts``: all of them).
+    """The files of ``table`` that a reader shows (``visible_files``).
 
     Args:
         root: local folder or ``s3://bucket/prefix``.
@@ -101,12 +141,10 @@ def committed_files(
         run_id: only this run's files.
     """
     st = _storage(root)
-    files = table_files(st, table, run_id)
-    if table in ("episodes", "attempts"):
-        return files
-    keys = committed_keys(st, run_id) if keys is None else keys
-    wanted = set(zip(keys.column("run_id").to_pylist(), keys.column("episode_id").to_pylist(), strict=True))
-    return [path for path in files if episode_of(table, path) in wanted]
+    commits: Commits = {}
+    if table in PUBLISHED:  # the only tables whose visibility depends on the commits (``visible_files``)
+        commits = commits_of(committed_keys(st, run_id) if keys is None else keys)
+    return list(visible_files(table, table_files(st, table, run_id), commits))
 
 
 def check_rows(table: str, path: str, rows: pa.Table | pa.RecordBatch) -> None:
@@ -139,12 +177,34 @@ def unreadable_file(
     return None
 
 
-def _scan(st: Storage, table: str, files: list[str], columns: list[str] | None = None) -> pa.Table:
+def visible_rows(
+    table: str, batch: pa.Table | pa.RecordBatch, paths: pa.Array | pa.ChunkedArray, commits: Commits
+) -> pa.Array | pa.ChunkedArray:
+    """A mask of the rows of ``batch`` that a reader shows (``visible_files``), each row read from the file that
+    ``paths`` names."""
+    keep = pa.repeat(False, batch.num_rows)
+    for path, attempt in visible_files(table, pc.unique(paths).to_pylist(), commits).items():
+        here = pc.equal(paths, path)
+        if attempt is not None:
+            here = pc.and_(here, pc.equal(batch["attempt"], attempt))
+        keep = pc.or_(keep, pc.fill_null(here, False))
+    return keep
+
+
+def _scan(
+    st: Storage,
+    table: str,
+    files: list[str],
+    columns: list[str] | None = None,
+    commits: Commits | None = None,
+) -> pa.Table:
     """The rows of ``files`` of ``table`` (some columns), each file's rows checked against its name as they are
-    read (``check_rows``, on every batch: no second read); an unreadable file is a ``StoreFileError``."""
+    read (``check_rows``, on every batch: no second read); an unreadable file is a ``StoreFileError``. With
+    ``commits``, only the rows a reader shows (``visible_rows``)."""
     schema = TABLES[table]
     cols = list(columns or schema.names)
-    keys = [c for c in ("run_id", "episode_id") if c not in cols]
+    needed = ("run_id", "episode_id", "attempt") if commits is not None else ("run_id", "episode_id")
+    keys = [c for c in needed if c not in cols]
     scanner = ds.dataset(files, schema=schema, format="parquet", filesystem=st.fs).scanner(
         columns=[*cols, *keys, "__filename"]
     )
@@ -155,6 +215,8 @@ def _scan(st: Storage, table: str, files: list[str], columns: list[str] | None =
             paths = pc.unique(names).to_pylist()  # one file per batch, but the scanner does not promise it
             for path in paths:
                 check_rows(table, path, batch if len(paths) == 1 else batch.filter(pc.equal(names, path)))
+            if commits is not None:
+                batch = batch.filter(visible_rows(table, batch, names, commits))
             batches.append(batch.select(cols))
     except (pa.ArrowException, OSError) as exc:
         raise unreadable_file(st, table, files, cols) or exc from exc
@@ -343,12 +405,6 @@ def committed_keys(root: str | Storage, run_id: str | None = None) -> pa.Table:
     return read_episode_records(root, run_id=run_id, columns=["run_id", "episode_id", "attempt"])
 
 
-def _composite(table: pa.Table) -> pa.Array:
-    attempt = pc.cast(table.column("attempt"), pa.string())
-    joined = pc.binary_join_element_wise(table.column("run_id"), table.column("episode_id"), attempt, "\x1f")
-    return joined.combine_chunks() if isinstance(joined, pa.ChunkedArray) else joined
-
-
 def load(
     root: str | Storage,
     tables: tuple[str, ...] = ("episodes", "steps", "turns", "memory_ops", "memory_files"),
@@ -377,17 +433,14 @@ def load(
     records = read_episode_records(
         st, run_id=run_id, columns=cols_of("episodes") if "episodes" in tables else key_cols
     ).sort_by([("run_id", "ascending"), ("episode_id", "ascending")])
-    keys = records.select(key_cols)
+    commits = commits_of(records)
     out: dict[str, pa.Table] = {}
     for name in tables:
         if name == "episodes":
             out[name] = records
             continue
-        table = _scan(st, name, committed_files(st, name, keys, run_id), cols_of(name))
-        if name != "attempts":
-            # Arrow's join cannot carry list columns (memory_ops.args), so filter on a composite key instead.
-            table = table.filter(pc.is_in(_composite(table), value_set=_composite(keys)))
-        out[name] = table
+        files = list(visible_files(name, table_files(st, name, run_id), commits))
+        out[name] = _scan(st, name, files, cols_of(name), commits)
     return out
 
 

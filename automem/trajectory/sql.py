@@ -4,7 +4,8 @@
 ``memory_ops``, ``memory_files``, ``attempts``). Rows of episodes whose ``episodes`` record is not committed are
 never visible: the ``episodes`` rows (the commit records) are read once into memory; the files of the other tables
 are narrowed to committed episodes by name (the writer names them after the episode) and their rows to the
-attempt that committed, which also hides what a crashed commit of another attempt left behind. Since a file's name
+attempt that committed, which also hides what a crashed commit of another attempt left behind (the rule is
+``reader.visible_files``, which every reader applies). Since a file's name
 picks its episode, every row read from a file is checked against that name: a file whose rows are of another
 episode (copied under its name, say) is an error naming it rather than rows counted as the wrong episode's.
 
@@ -28,11 +29,17 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 import pyarrow.dataset as ds
 
-from automem.trajectory.reader import episode_records, table_files, unreadable_file
+from automem.trajectory.reader import (
+    Commits,
+    commits_of,
+    episode_records,
+    table_files,
+    unreadable_file,
+    visible_files,
+)
 from automem.trajectory.sandbox import lock_down, read_only_statement
 from automem.trajectory.schemas import TABLES
 from automem.trajectory.storage import Storage
-from automem.trajectory.writer import episode_of
 
 if TYPE_CHECKING:
     import duckdb
@@ -46,13 +53,11 @@ def _storage(root: str | Storage) -> Storage:
     return root if isinstance(root, Storage) else Storage(root)
 
 
-def _by_attempt(table: str, files: list[str], committed: dict[tuple[str, str], int]) -> dict[int, list[str]]:
-    """Files named after a committed ``(run, episode)``, grouped by the attempt that committed."""
-    out: dict[int, list[str]] = {}
-    for path in files:
-        key = episode_of(table, path)
-        if key in committed:
-            out.setdefault(committed[key], []).append(path)
+def _by_attempt(table: str, files: list[str], commits: Commits) -> dict[int | None, list[str]]:
+    """The files a reader shows (``visible_files``), grouped by the attempt whose rows it shows (None: all)."""
+    out: dict[int | None, list[str]] = {}
+    for path, attempt in visible_files(table, files, commits).items():
+        out.setdefault(attempt, []).append(path)
     return out
 
 
@@ -109,10 +114,9 @@ def _source(
     return f"(SELECT * EXCLUDE (filename) FROM {src} WHERE {_NAME_CHECK})" if checked else src
 
 
-def _committed_view(
-    con: duckdb.DuckDBPyConnection, st: Storage, table: str, committed: dict[tuple[str, str], int]
-) -> None:
-    """The view of a streamed table (or memory_files): rows of the exact attempt that committed.
+def _committed_view(con: duckdb.DuckDBPyConnection, st: Storage, table: str, commits: Commits) -> None:
+    """The view of a streamed table (or memory_files): the rows ``visible_files`` shows, those of the exact attempt
+    that committed.
 
     Files are named after their episode, so the file name picks the episode and a filter on the attempt
     (an integer, checked against Parquet statistics) picks the attempt: no join on string keys over every row,
@@ -121,15 +125,15 @@ def _committed_view(
     """
     import duckdb
 
-    groups = _by_attempt(table, table_files(st, table), committed)
+    groups = _by_attempt(table, table_files(st, table), commits)
     if not groups:
         con.register(f"_empty_{table}", TABLES[table].empty_table())
         con.execute(f"CREATE VIEW {table} AS SELECT * FROM _empty_{table}")
         return
     parts = []
-    for a, files in sorted(groups.items()):
+    for a, files in sorted(groups.items(), key=lambda group: -1 if group[0] is None else group[0]):
         src = _source(con, f"_raw_{table}_a{a}", st, table, files, checked=True)
-        parts.append(f"SELECT * FROM {src} WHERE attempt = {int(a)}")
+        parts.append(f"SELECT * FROM {src}" + ("" if a is None else f" WHERE attempt = {int(a)}"))
     try:
         con.execute(f"CREATE VIEW {table} AS " + " UNION ALL ".join(parts))
     except duckdb.Error as exc:
@@ -196,18 +200,16 @@ def connect(
         con.execute(
             f"CREATE OR REPLACE VIEW episodes AS SELECT * FROM _episodes SEMI JOIN _selected USING ({_KEYS})"
         )
-    committed = {
-        (r, e): a for r, e, a in con.sql("SELECT run_id, episode_id, attempt FROM episodes").fetchall()
-    }
+    commits = commits_of(con.sql(f"SELECT {_KEYS} FROM episodes").to_arrow_table())
     for table in TABLES:
         if table == "attempts":
-            files = table_files(st, table)
+            files = list(visible_files(table, table_files(st, table), commits))  # all of them
             if not files:
                 con.register("_raw_attempts", TABLES[table].empty_table())
             src = _source(con, "_raw_attempts", st, table, files) if files else "_raw_attempts"
             con.execute(f"CREATE VIEW attempts AS SELECT * FROM {src}")
         elif table != "episodes":
-            _committed_view(con, st, table, committed)
+            _committed_view(con, st, table, commits)
     return con
 
 

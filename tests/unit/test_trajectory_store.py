@@ -299,3 +299,40 @@ def test_list_runs_names_the_runs_with_a_finished_episode(tmp_path):
     EpisodeWriter(storage, "run3", "ep-1", 1, META).claim()  # run3: an attempt still running
     assert list_runs(str(tmp_path)) == ["run1", "run2"]
     assert list_runs(open_store(str(tmp_path))) == ["run1", "run2"]
+
+
+def test_every_reader_shows_the_committed_attempts_rows_only(tmp_path):
+    # A steps file that also holds rows of an earlier attempt (what a crashed commit of it could leave), and the
+    # files of an episode that never committed: load and the SQL views apply the one rule (visible_files) alike.
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from automem.trajectory import committed_files, query
+    from automem.trajectory.reader import commits_of, committed_keys, visible_files
+    from tests.support.synthetic import Step, write_episode
+
+    root = str(tmp_path)
+    write_episode(root, "run1", "ep-a", [Step("o")] * 3, attempt=2)
+    write_episode(root, "run1", "ep-b", [Step("o")] * 2)
+    folder = tmp_path / "tables" / "steps" / "run1"
+    rows = pq.read_table(folder / "ep-a.parquet")
+    stale = rows.set_column(rows.schema.get_field_index("attempt"), "attempt", pa.array([1] * 3, pa.int32()))
+    pq.write_table(pa.concat_tables([stale.cast(rows.schema), rows]), folder / "ep-a.parquet")
+    # Published but never committed (older versions published before the commit point).
+    orphan = rows.set_column(rows.schema.get_field_index("episode_id"), "episode_id", pa.array(["ep-c"] * 3))
+    pq.write_table(orphan.cast(rows.schema), folder / "ep-c.parquet")
+    shown = [("ep-a", 2)] * 3 + [("ep-b", 1)] * 2
+    steps = load_store(root, ("steps",))["steps"]
+    assert sorted(zip(steps["episode_id"].to_pylist(), steps["attempt"].to_pylist(), strict=True)) == shown
+    sql = query(root, "SELECT episode_id, attempt FROM steps ORDER BY ALL")
+    assert list(zip(sql["episode_id"].to_pylist(), sql["attempt"].to_pylist(), strict=True)) == shown
+    commits = commits_of(committed_keys(root))
+    assert commits == {("run1", "ep-a"): 2, ("run1", "ep-b"): 1}
+    files = Storage(root).list_files(Storage(root).path("tables", "steps"))
+    visible = visible_files("steps", files, commits)
+    assert {p.rsplit("/", 1)[-1]: a for p, a in visible.items()} == {"ep-a.parquet": 2, "ep-b.parquet": 1}
+    assert committed_files(root, "steps") == sorted(visible)
+    attempts = committed_files(root, "attempts")
+    assert visible_files("attempts", attempts, {}) == dict.fromkeys(
+        attempts
+    )  # every finished attempt's record
