@@ -8,7 +8,7 @@
 Views: episodes, steps, turns, memory_ops, memory_files, attempts (columns: automem/trajectory/schemas.py,
 or `automem query ROOT "DESCRIBE steps"`). Rows of episodes that have not committed are never visible. For
 s3:// roots, AWS_ENDPOINT_URL names an S3-compatible server. From Python: ``automem.query(root, sql)`` returns
-an Arrow table; from Ray Data: ``pipelines.query.ray_dataset(root, table)``.
+an Arrow table; from Ray Data: ``actors.data.ray_dataset(root, table)``.
 
 SQL sees the store's views and nothing else: one read-only statement (SELECT, WITH, VALUES, DESCRIBE, SHOW,
 SUMMARIZE, or EXPLAIN of one), which reads the store's own files and no others (no read_csv of other files, glob,
@@ -137,58 +137,3 @@ def emit(text: str) -> None:
         # Python's documented recipe: point stdout at devnull so the flush at exit does not raise again.
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
-
-
-def ray_dataset(root: str, table: str, *, columns: list[str] | None = None, strict: bool = False) -> Any:
-    """A Ray Dataset of one table's committed rows (runs in a Ray job; reads in parallel on the cluster).
-
-    Files are narrowed to committed episodes by name. Under the commit protocol that is exact: a commit first
-    removes what earlier attempts of the episode left, and a committed episode never runs again. ``strict``
-    adds the row-level checks the DuckDB views make (the exact committed attempt, and every row of the run and
-    episode its file's name says), for stores written by other means; it costs a map stage and a path column. The
-    store's filesystem (explicit S3 endpoint, resolved credentials) is passed to Ray Data, so the read tasks need no
-    environment of their own.
-
-    Args:
-        root: folder or ``s3://bucket/prefix``.
-        table: ``episodes``, ``steps``, ``turns``, ``memory_ops``, ``memory_files`` or ``attempts``.
-        columns: columns to read (the key columns are added).
-        strict: also filter rows to the committed ``(run_id, episode_id, attempt)`` and fail on a file whose rows
-            are of another episode than its name says (``StoreFileError``, naming it).
-    """
-    import pyarrow as pa
-    import pyarrow.compute as pc
-    import ray
-
-    from automem.trajectory import Storage, committed_files, committed_keys
-    from automem.trajectory.reader import check_rows
-    from automem.trajectory.schemas import TABLES
-
-    st = Storage(root)
-    keys = committed_keys(st)
-    files = committed_files(st, table, keys)
-    cols = list(dict.fromkeys(["run_id", "episode_id", "attempt", *columns])) if columns else None
-    if not files:
-        return ray.data.from_arrow(TABLES[table].empty_table().select(cols or TABLES[table].names))
-    ds = ray.data.read_parquet(files, filesystem=st.fs, schema=TABLES[table], include_paths=strict)
-    if cols:
-        ds = ds.select_columns([*cols, "path"] if strict else cols)  # pushed down into the read by Ray Data
-    if not strict:
-        return ds
-    wanted = pa.array(
-        sorted(f"{r}\x1f{e}\x1f{a}" for r, e, a in zip(*keys.to_pydict().values(), strict=True))
-    )
-
-    def committed(batch: pa.Table) -> pa.Table:
-        paths = batch["path"]
-        for path in pc.unique(paths).to_pylist():
-            check_rows(table, path, batch.filter(pc.equal(paths, path)))
-        batch = batch.drop_columns(["path"])
-        if table in ("episodes", "attempts"):
-            return batch
-        key = pc.binary_join_element_wise(
-            batch["run_id"], batch["episode_id"], pc.cast(batch["attempt"], pa.string()), "\x1f"
-        )
-        return batch.filter(pc.is_in(key, value_set=wanted))
-
-    return ds.map_batches(committed, batch_format="pyarrow")

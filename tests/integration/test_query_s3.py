@@ -58,7 +58,7 @@ def test_query_diagnose_and_report_on_s3(s3_root, tmp_path, capsys):
 
 @pytest.mark.ray
 def test_ray_data_reads_committed_rows_from_s3(s3_root, ray_session):
-    from pipelines.query import ray_dataset
+    from actors.data import ray_dataset
 
     _fill(s3_root)
     rows = ray_dataset(
@@ -66,3 +66,25 @@ def test_ray_data_reads_committed_rows_from_s3(s3_root, ray_session):
     ).take_all()  # one execution: each costs seconds here
     assert len(rows) == 12 and set(rows[0]) == {"run_id", "episode_id", "attempt", "step"}
     assert sorted({r["episode_id"] for r in rows}) == ["ep-0", "ep-1", "ep-2"]  # not ep-uncommitted
+
+
+@pytest.mark.ray
+def test_ray_data_strict_keeps_the_committed_attempt_and_names_a_misnamed_file(s3_root, ray_session):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from actors.data import ray_dataset
+
+    st = Storage(s3_root, retry_for_s=10)
+    write_episode(st, "run1", "ep-a", [Step("o")] * 3, attempt=2)
+    write_episode(st, "run1", "ep-b", [Step("o")] * 2)
+    path = st.path("tables", "steps", "run1", "ep-a.parquet")
+    rows = pq.read_table(path, filesystem=st.fs)
+    stale = rows.set_column(rows.schema.get_field_index("attempt"), "attempt", pa.array([1] * 3, pa.int32()))
+    st.write_table(path, pa.concat_tables([stale.cast(rows.schema), rows]))  # an earlier attempt's rows too
+    got = ray_dataset(s3_root, "steps", columns=["step"], strict=True).take_all()
+    assert sorted((r["episode_id"], r["attempt"]) for r in got) == [("ep-a", 2)] * 3 + [("ep-b", 1)] * 2
+    st.write_table(path, pq.read_table(st.path("tables", "steps", "run1", "ep-b.parquet"), filesystem=st.fs))
+    with pytest.raises(Exception) as err:  # a StoreFileError, raised in a Ray task
+        ray_dataset(s3_root, "steps", strict=True).take_all()
+    assert "ep-a.parquet: holds rows of episode run1/ep-b, not of run1/ep-a" in str(err.value)
