@@ -17,7 +17,7 @@ from automem.diagnostics.actions import analyse_steps
 from automem.diagnostics.memory_quality import MemoryQuality, analyse_ops
 from automem.diagnostics.series import episode_series
 from automem.memory.results import ERROR_KINDS
-from automem.trajectory.sql import PHASE_ORDER_SQL
+from automem.trajectory import PHASE_ORDER_SQL
 
 if TYPE_CHECKING:
     import duckdb

@@ -19,7 +19,7 @@ import pyarrow.compute as pc
 from automem.diagnostics.episodes import KEY, META, EpisodeDiagnostics, analyse_store
 from automem.diagnostics.series import group_series
 from automem.diagnostics.stats import bootstrap_ci, ratio
-from automem.trajectory.storage import Storage
+from automem.trajectory import Storage, connect, open_store
 
 
 @dataclass(frozen=True)
@@ -206,9 +206,6 @@ def diagnose(
         StoreError: no store at a ``root`` given as a folder or URI (``automem.trajectory.open_store``).
         ValueError: an unknown grouping column or episode selection.
     """
-    from automem.trajectory.sql import connect
-    from automem.trajectory.store import open_store
-
     st = root if isinstance(root, Storage) else open_store(root)
     con = connect(st, episodes=episodes)
     try:

@@ -28,9 +28,7 @@ from automem.diagnostics.summary import MEASURES, aggregate, resolve_by
 from automem.render import to_json_rows
 from automem.report.html import embedded_size, render_html
 from automem.report.replay import episode_replay
-from automem.trajectory.sql import connect
-from automem.trajectory.storage import Storage
-from automem.trajectory.store import READ_RETRY_S, open_store
+from automem.trajectory import READ_RETRY_S, Storage, connect, open_store
 
 _PLOT_POINTS = 200  # most points per line in the plots (steps are binned beyond that)
 _STRIP_POINTS = 300  # most episodes drawn per group in the progression plot

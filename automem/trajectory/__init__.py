@@ -30,12 +30,13 @@ from automem.trajectory.runs import (
 )
 from automem.trajectory.sandbox import UnsafeSQLError
 from automem.trajectory.schemas import SCHEMA_VERSION, TABLES
-from automem.trajectory.sql import connect, query, select_episodes
+from automem.trajectory.sql import PHASE_ORDER_SQL, connect, query, select_episodes
 from automem.trajectory.storage import PermanentStorageError, Storage, StorageError, s3_filesystem
 from automem.trajectory.store import READ_RETRY_S, StoreError, list_runs, open_store, read_errors
 from automem.trajectory.writer import AlreadyCommitted, EpisodeWriter, check_id
 
 __all__ = [
+    "PHASE_ORDER_SQL",
     "READ_RETRY_S",
     "SCHEMA_VERSION",
     "TABLES",
