@@ -9,6 +9,8 @@ Reading, committed episodes only (the rule, for every reader: ``visible_files``)
 - ``connect`` (a DuckDB connection with one view per table), ``query`` (one read-only SQL statement, also
   ``automem.query``), ``select_episodes``; SQL sees the store and nothing else unless ``unsafe_sql`` (``sandbox``).
 - ``read_errors()``: what reading raises for a bad store or bad input (a reading command prints it as one line).
+
+Ray Data reads the same rows through ``actors.data.ray_dataset`` (it imports Ray, so it lives in ``actors/``).
 """
 
 from automem.trajectory.reader import (
