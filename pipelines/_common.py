@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+import os
 import sys
 import time
 from typing import Any
@@ -106,3 +108,49 @@ def say_embedded_still_running(url: str) -> None:
         f"\nthe embedded model endpoint is still running at {url} (about 4 GB; it keeps the cores busy while it "
         "serves). Stop it with: automem serve --stop"
     )
+
+
+# -- the commands that read a store (query, diagnose, report) ------------------------------------------------
+
+
+def add_retry_argument(p: argparse.ArgumentParser) -> None:
+    """``--retry-s``, shared by the commands that read a store (query, diagnose, report)."""
+    p.add_argument(
+        "--retry-s",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="seconds to keep retrying a store that cannot be reached, before giving up (default 10)",
+    )
+
+
+def open_root(root: str, retry_s: float) -> Any:
+    """The store at ``root`` for a reading command (``automem.trajectory.open_store``); ``StoreError`` if there is
+    none.
+
+    The storage layer logs a warning per retry, which suits writers that wait minutes for a bucket; a reading
+    command waits seconds and then fails with one line, so those warnings are muted here.
+    """
+    import logging
+
+    from automem.trajectory import open_store
+
+    logging.getLogger("automem.trajectory.storage").setLevel(logging.ERROR)
+    return open_store(root, retry_for_s=retry_s)
+
+
+def error_text(exc: BaseException) -> str:
+    """The message of one of ``automem.trajectory.read_errors``, which the reading commands (query, diagnose,
+    report) print as one line with exit status 2 (a ``KeyError``'s without the quotes its ``str`` adds)."""
+    return str(exc.args[0] if isinstance(exc, KeyError) and exc.args else exc)
+
+
+def emit(text: str) -> None:
+    """Write to stdout; a reader that stopped early (``| head``) is not an error."""
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # Python's documented recipe: point stdout at devnull so the flush at exit does not raise again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())

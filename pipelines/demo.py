@@ -43,7 +43,11 @@ def run(args: argparse.Namespace) -> int:
         )
         with Reporter() as reporter:
             result = run_rollout(config, on_progress=reporter.update, say=say)
-    except (ValueError, RunBusy, RunFailed) as exc:  # RolloutError and a config's ValidationError are ValueErrors
+    except (
+        ValueError,
+        RunBusy,
+        RunFailed,
+    ) as exc:  # RolloutError and a config's ValidationError are ValueErrors
         return fail("demo", "; ".join(line.strip() for line in str(exc).splitlines()))
     print_rollout_summary(result)
     if result.interrupted:

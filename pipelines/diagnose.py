@@ -27,7 +27,7 @@ import argparse
 import sys
 from typing import Any
 
-from pipelines.query import add_retry_argument, emit, error_text, open_root
+from pipelines._common import add_retry_argument, emit, error_text, open_root
 
 _DEFAULT_BY = "scaffold,model"
 

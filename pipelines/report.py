@@ -19,7 +19,7 @@ import argparse
 import os
 import sys
 
-from pipelines.query import add_retry_argument, error_text, open_root
+from pipelines._common import add_retry_argument, error_text, open_root
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -328,7 +328,7 @@ def test_a_runner_whose_attempt_is_taken_leaves_the_holders_files_alone(tmp_path
     assert storage.exists(holder.claim_path())
     assert load_store(str(tmp_path), tables=("attempts",))["attempts"].num_rows == 0
     summary = asyncio.run(runner.run(job.retry()))  # the scheduler's retry: the next number
-    assert summary["attempt"] == 2 and summary["steps"] == 3
+    assert summary.attempt == 2 and summary.steps == 3
 
 
 # -- the commit point -------------------------------------------------------------------------------------------
