@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 
 from automem.llm.protocol import ChatResult
-from automem.llm.stub_server import reply_for
+from automem.llm.stub_server import reply_for, spawn
 from automem.rollout import EpisodeRunner, RunnerConfig, make_jobs
 from automem.scaffold import load
 
@@ -96,27 +96,7 @@ def overhead_and_bytes(steps_short: int, steps_long: int) -> dict:
 
 
 def _start_stub(latency: float) -> tuple[subprocess.Popen, str]:
-    port_file = tempfile.mktemp()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "automem.llm.stub_server",
-            "--port",
-            "0",
-            "--latency",
-            str(latency),
-            "--port-file",
-            port_file,
-        ],
-        stdout=subprocess.DEVNULL,
-    )
-    for _ in range(200):
-        if os.path.exists(port_file) and open(port_file).read():
-            return proc, f"http://127.0.0.1:{open(port_file).read()}/v1"
-        time.sleep(0.05)
-    proc.kill()
-    raise RuntimeError("stub server did not start")
+    return spawn(latency)
 
 
 def automem_run(endpoint: str, episodes: int, steps: int, concurrency: int, runners: int) -> float:

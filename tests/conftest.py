@@ -9,10 +9,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import subprocess
-import sys
-import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -112,35 +108,11 @@ def stub_model():
     started = []
 
     def start(latency=0.0, error_rate=0.0, hang_rate=0.0, hang_s=3600.0):
-        port_file = tempfile.mktemp()
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "automem.llm.stub_server",
-                "--port",
-                "0",
-                "--port-file",
-                port_file,
-                "--latency",
-                str(latency),
-                "--error-rate",
-                str(error_rate),
-                "--hang-rate",
-                str(hang_rate),
-                "--hang-s",
-                str(hang_s),
-            ],
-            cwd=ROOT,
-            stdout=subprocess.DEVNULL,
-        )
+        from automem.llm.stub_server import spawn
+
+        proc, url = spawn(latency, error_rate, hang_rate, hang_s)
         started.append(proc)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if os.path.exists(port_file) and open(port_file).read().strip():
-                return Stub(proc, f"http://127.0.0.1:{open(port_file).read().strip()}/v1")
-            time.sleep(0.05)
-        raise RuntimeError("stub model server did not start")
+        return Stub(proc, url)
 
     yield start
     for p in started:

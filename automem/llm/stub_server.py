@@ -12,8 +12,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import random
 import re
+import subprocess
+import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 
@@ -128,6 +132,42 @@ class StubServer:
                 },
             }
         )
+
+
+def spawn(
+    latency: float = 0.0, error_rate: float = 0.0, hang_rate: float = 0.0, hang_s: float = 3600.0
+) -> tuple[subprocess.Popen, str]:
+    """Start a stub server in its own process on a free loopback port; ``(process, base URL)``. Stop it with
+    ``process.kill()``.
+
+    Raises:
+        RuntimeError: it did not listen within 30 s.
+    """
+    with tempfile.TemporaryDirectory() as tmp:
+        port_file = os.path.join(tmp, "port")
+        args = [
+            "--port",
+            "0",
+            "--port-file",
+            port_file,
+            "--latency",
+            str(latency),
+            "--error-rate",
+            str(error_rate),
+        ]
+        args += ["--hang-rate", str(hang_rate), "--hang-s", str(hang_s)]
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "automem.llm.stub_server", *args], stdout=subprocess.DEVNULL
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if os.path.exists(port_file) and open(port_file).read().strip():
+                return proc, f"http://127.0.0.1:{open(port_file).read().strip()}/v1"
+            if proc.poll() is not None:
+                break
+            time.sleep(0.05)
+    proc.kill()
+    raise RuntimeError("the stub model server did not start")
 
 
 def main(argv: list[str] | None = None) -> None:
