@@ -89,9 +89,6 @@ def embedded_endpoint(ray_cluster, tmp_path_factory):
             os.environ["AUTOMEM_API_KEY"] = old_key
 
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
 class Stub:
     def __init__(self, proc, url):
         self.proc, self.url = proc, url
