@@ -25,6 +25,7 @@ COMMANDS: list[tuple[str, str, str]] = [
     ("query", "pipelines.query", "run SQL over a trajectory store"),
     ("diagnose", "pipelines.diagnose", "memory-quality diagnostics of a trajectory store"),
     ("report", "pipelines.report", "an HTML report with episode replay"),
+    ("distill", "pipelines.distill", "build Loop 2 datasets of good memory turns"),
 ]
 
 

@@ -1,0 +1,82 @@
+"""Distill: build Loop 2 datasets of the agent's own good memory turns from a trajectory store.
+
+    automem distill dataset --from runs/demo --strategy wellformed --out data
+    automem distill dataset --from runs/demo --run demo-1 --strategy utility+outcome --holdout-seeds 1000-1031 \
+        --out s3://bucket/loop2
+    ray job submit --working-dir . -- automem distill dataset --from s3://bucket/traj --strategy utility \
+        --out s3://bucket/loop2
+
+Prints the funnel (how many turns each stage kept), then the dataset's id and folder
+(``<out>/datasets/<id>/``: ``rows.parquet``, then ``manifest.json``, written last). Building the same dataset
+again prints the same id and writes nothing. Exit status: 0, or 2 for bad input (not a store, no committed
+episodes, an unknown strategy, an empty selection), with nothing written.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from pipelines._common import fail
+
+_COMMAND = "distill dataset"
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "distill",
+        help="build Loop 2 datasets of good memory turns",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    verbs = p.add_subparsers(dest="verb", metavar="VERB")
+    d = verbs.add_parser("dataset", help="select, clean and write a dataset of memory turns")
+    d.add_argument(
+        "--from", dest="source", required=True, metavar="ROOT", help="trajectory store: folder or s3://"
+    )
+    d.add_argument("--run", help="only this run (default: every run of the store)")
+    d.add_argument(
+        "--strategy",
+        default="wellformed",
+        help="wellformed, utility, outcome, or several joined by + (a turn must pass each); default wellformed",
+    )
+    d.add_argument(
+        "--quantile", type=float, default=0.5, help="outcome: progression quantile per env and seed"
+    )
+    d.add_argument("--holdout-seeds", metavar="SEEDS", help="seeds never trained on, e.g. 1000-1031")
+    d.add_argument("--out", required=True, metavar="ROOT2", help="output root: folder or s3://")
+    d.set_defaults(func=run_dataset)
+    p.set_defaults(func=lambda _a: fail("distill", "choose a verb: dataset"))
+
+
+def run_dataset(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from automem.distill import DatasetConfig, build_dataset
+    from automem.trajectory import read_errors
+
+    try:
+        config = DatasetConfig(
+            source=args.source,
+            run_id=args.run,
+            strategy=args.strategy,
+            quantile=args.quantile,
+            holdout_seeds=args.holdout_seeds,
+        )
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        return fail(_COMMAND, f"{where}: {first['msg'].removeprefix('Value error, ')}")
+    try:
+        result = build_dataset(config, args.out)
+    except read_errors() as exc:
+        return fail(_COMMAND, " ".join(str(exc).split()))
+    funnel = result.manifest["funnel"]
+    for stage, count in funnel.items():
+        if stage == "by_strategy":
+            for name, kept in count.items():
+                print(f"  {name} alone: {kept}")
+        else:
+            print(f"{stage}: {count}")
+    state = "already built" if result.existed else "written"
+    print(f"dataset {result.dataset_id} ({result.manifest['rows']} rows, {state}): {result.path}")
+    return 0
