@@ -86,7 +86,9 @@ def _redundant_turns(log: list[dict[str, Any]], asked: set[TurnId]) -> set[TurnI
     ``analyse_ops`` counts redundant writes per episode; the count over a prefix of the sorted log is the count of
     the writes in that prefix (a write is judged on the memory before it). So the count's increase over a turn's
     ops says whether the turn holds one, and a bisection over turn boundaries finds them in a few replays where
-    the count is mostly zero, instead of a replay per turn.
+    the count is mostly zero, instead of a replay per turn. Where most writes are redundant it is quadratic
+    (measured: 4 episodes of 500 steps, 450 redundant appends each, 87 s); the cure is ``analyse_ops`` recording
+    which ops were redundant, as it records the links.
     """
     bounds: list[tuple[TurnId, int, int]] = []  # (turn, first op index, end)
     for i, row in enumerate(log):

@@ -264,3 +264,23 @@ def test_cli_builds_a_dataset_and_refuses_bad_input_with_exit_2(store, tmp_path,
         main(["distill", "dataset", "--from", str(tmp_path / "missing"), "--out", str(tmp_path / "x")]) == 2
     )
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_the_runs_scaffold_decides_which_operations_a_target_keeps(tmp_path):
+    from automem.scaffold.io import load, to_yaml
+    from automem.trajectory import write_manifest
+
+    root = tmp_path / "store"
+    write_episode(root, "r1", "e0", [Step("o", log=["CREATE b.md\nDELETE b.md"])])
+    write_manifest(Storage(str(root)), "r1", {"scaffold_yaml": to_yaml(load("crafter-v0"))})  # no DELETE
+    source = read_source(Storage(str(root)))
+    assert "DELETE" not in source.enabled("r1", "log") and source.enabled("r1", "plan") == (
+        "LIST",
+        "READ",
+        "TAIL",
+        "COUNT",
+        "SEARCH",
+    )
+    res = build_dataset(DatasetConfig(source=str(root)), str(tmp_path / "out"))
+    rows = pq.read_table(f"{res.path}/rows.parquet").to_pylist()
+    assert [r["completion"] for r in rows] == ["CREATE b.md\nDONE"]
