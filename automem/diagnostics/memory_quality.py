@@ -75,6 +75,8 @@ class MemoryQuality:
     """step -> (bytes, lines, files) after the step's operations (only steps that had operations)."""
     replay_mismatches: int = 0
     """Successful writes in the log that replay refused (a log that does not match the memory code)."""
+    redundant_ops: list[int] = field(default_factory=list)
+    """Indices (in the sorted log) of the redundant writes, in order (``redundant_writes`` counts them)."""
     sources: dict[int, list[tuple[int, int]]] = field(default_factory=dict)
     """Per linked read (its index in the sorted log): (line of its output, 0-based; index of the write op)."""
     op_keys: dict[int, tuple[int, str, int, int, str]] = field(default_factory=dict)
@@ -288,7 +290,9 @@ def analyse_ops(rows: Iterable[Mapping[str, Any]]) -> MemoryQuality:
                 q.writes += 1
                 if verdict is None:
                     verdict = existed and before == set(rep.norms.get(args[0], ()))
-                q.redundant_writes += bool(verdict)
+                if verdict:
+                    q.redundant_writes += 1
+                    q.redundant_ops.append(i)
         elif op in ("CREATE", "DELETE"):
             q.replay_mismatches += not rep.apply(op, args, i, counted)
         elif op in LINE_READ_OPS and counted:

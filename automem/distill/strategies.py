@@ -80,49 +80,6 @@ def _turn_of(row: dict[str, Any]) -> TurnId:
     return (row["step"], row["phase"], row["turn"])
 
 
-def _redundant_turns(log: list[dict[str, Any]], asked: set[TurnId]) -> set[TurnId]:
-    """The turns of ``asked`` holding a redundant write, by ``analyse_ops`` itself.
-
-    ``analyse_ops`` counts redundant writes per episode; the count over a prefix of the sorted log is the count of
-    the writes in that prefix (a write is judged on the memory before it). So the count's increase over a turn's
-    ops says whether the turn holds one, and a bisection over turn boundaries finds them in a few replays where
-    the count is mostly zero, instead of a replay per turn. Where most writes are redundant it is quadratic
-    (measured: 4 episodes of 500 steps, 450 redundant appends each, 87 s); the cure is ``analyse_ops`` recording
-    which ops were redundant, as it records the links.
-    """
-    bounds: list[tuple[TurnId, int, int]] = []  # (turn, first op index, end)
-    for i, row in enumerate(log):
-        tid = _turn_of(row)
-        if bounds and bounds[-1][0] == tid:
-            bounds[-1] = (tid, bounds[-1][1], i + 1)
-        else:
-            bounds.append((tid, i, i + 1))
-    cache: dict[int, int] = {}
-
-    def count(k: int) -> int:
-        if k not in cache:
-            cache[k] = analyse_ops(log[:k]).redundant_writes
-        return cache[k]
-
-    found: set[TurnId] = set()
-
-    def search(a: int, b: int) -> None:
-        if not any(bounds[j][0] in asked for j in range(a, b)):
-            return
-        if count(bounds[b - 1][2]) == count(bounds[a][1]):
-            return
-        if b - a == 1:
-            found.add(bounds[a][0])
-            return
-        mid = (a + b) // 2
-        search(a, mid)
-        search(mid, b)
-
-    if bounds:
-        search(0, len(bounds))
-    return found
-
-
 def _provenance(rows: list[dict[str, Any]]) -> _Provenance:
     log = sorted(rows, key=op_order)
     q = analyse_ops(log)
@@ -147,8 +104,8 @@ def _provenance(rows: list[dict[str, Any]]) -> _Provenance:
     linked_reads: dict[TurnId, int] = defaultdict(int)
     for r in linked:
         linked_reads[_turn_of(log[r])] += 1
-    asked = set(linked_writes)  # only a turn that could be kept needs the (costlier) redundancy verdict
-    return _Provenance(written, linked_writes, reads, linked_reads, _redundant_turns(log, asked))
+    redundant = {_turn_of(log[i]) for i in q.redundant_ops}
+    return _Provenance(written, linked_writes, reads, linked_reads, redundant)
 
 
 def utility(source: Source, config: DatasetConfig) -> list[Verdict]:
