@@ -231,7 +231,7 @@ def main() -> None:
         if served["prefix_cache_hit_rate"] is None
         else round(served["prefix_cache_hit_rate"], 3),
         "time_to_ready_s": round(served["time_to_ready_s"], 1),
-        "dtype": cfg.engine.dtype,
+        "dtype": served["engine_kwargs"]["dtype"],  # what auto resolved to on this machine
         "cpu_threads_bind": cfg.engine.cpu_threads_bind if cfg.accelerator == "cpu" else None,
     }
     print(json.dumps(result))
