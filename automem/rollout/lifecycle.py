@@ -277,7 +277,7 @@ def run_rollout(
                 say(f"run {run_id} is complete; nothing to do")
                 lease.release()
                 return _result(config, ExecutionResult(), skipped, "", "")
-        endpoint, tokenizer_dir = _reach_endpoint(config, plan.scaffold)
+        endpoint, tokenizer_dir = _reach_endpoint(config, plan.scaffold, say)
         say(f"{executor.prepare(config)}; endpoint {endpoint}; writing to {config.out} (run {run_id})")
         if not resume:
             _write_manifest(storage, config, plan, endpoint)
@@ -334,13 +334,15 @@ def _plan_resume(
     return kept, len(jobs) - len(kept)
 
 
-def _reach_endpoint(config: RolloutConfig, scaffold: Scaffold) -> tuple[str, str | None]:
+def _reach_endpoint(
+    config: RolloutConfig, scaffold: Scaffold, say: Callable[[str], None]
+) -> tuple[str, str | None]:
     """The endpoint's base URL and tokenizer folder; the scaffold checked again with that tokenizer."""
     from automem.llm.tokens import HFTokenCounter
     from automem.serving.endpoint import EndpointError, resolve_endpoint
 
     try:
-        endpoint, tokenizer_dir = resolve_endpoint(config.endpoint)
+        endpoint, tokenizer_dir = resolve_endpoint(config.endpoint, say)
         if tokenizer_dir:
             counter = HFTokenCounter.from_model_dir(tokenizer_dir)
             check_scaffold_fits(scaffold, config.env, config.context_window, counter)
