@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 
+from pipelines import distill_train
 from pipelines._common import fail
 
 _COMMAND = "distill dataset"
@@ -45,7 +46,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     d.add_argument("--holdout-seeds", metavar="SEEDS", help="seeds never trained on, e.g. 1000-1031")
     d.add_argument("--out", required=True, metavar="ROOT2", help="output root: folder or s3://")
     d.set_defaults(func=run_dataset)
-    p.set_defaults(func=lambda _a: fail("distill", "choose a verb: dataset"))
+    distill_train.register(verbs)
+    p.set_defaults(func=lambda _a: fail("distill", "choose a verb: dataset or train"))
 
 
 def run_dataset(args: argparse.Namespace) -> int:
