@@ -98,6 +98,11 @@ def run_name(config: DistillConfig, dataset_id: str) -> str:
     return f"distill-{dataset_id or 'dataset'}-{hashlib.sha256(blob.encode()).hexdigest()[:8]}"
 
 
+def _absolute(path: str) -> str:
+    """A local path made absolute; a URI (``s3://``) as it is."""
+    return path if "://" in path else str(Path(path).resolve())
+
+
 def train_adapter(
     config: DistillConfig,
     out: str | Path,
@@ -125,8 +130,15 @@ def train_adapter(
     if target.exists():
         raise TrainingError(f"{target} already exists: choose another --out, or remove it")
     base = resolve_base_model(config.base_model, say)
-    config = config.model_copy(update={"base_model": base})
-    storage_path = config.checkpoint_path or str(out / CHECKPOINTS_DIR)
+    # Workers may run in another working directory: hand them absolute local paths.
+    config = config.model_copy(
+        update={
+            "base_model": base,
+            "dataset": _absolute(config.dataset),
+            "checkpoint_path": _absolute(config.checkpoint_path or str(out / CHECKPOINTS_DIR)),
+        }
+    )
+    storage_path = str(config.checkpoint_path)
     name = run_name(config, data.dataset_id)
     say(f"training on {len(data.rows)} examples of dataset {data.dataset_id or config.dataset}; run {name}")
     out.mkdir(parents=True, exist_ok=True)
