@@ -1,7 +1,7 @@
 """Loop 2 training benchmark: train tokens/s of plain TRL and of the same run under Ray Train.
 
     RAY_AUTH_MODE=disabled .venv/bin/python benchmarks/training.py                 # 6 steps each, ~3-5 min on 2 cores
-    RAY_AUTH_MODE=disabled .venv/bin/python benchmarks/training.py --steps 3 --prompt-words 40
+    RAY_AUTH_MODE=disabled .venv/bin/python benchmarks/training.py --steps 3 --prompt-words 40 --precision fp32
 
 Both runs train the ``cpu-small`` preset on the embedded SmolLM2-135M-Instruct, on the same generated dataset
 (memory turns whose prompt is a system text plus an observation of ``--prompt-words`` words, ~600 tokens by default
@@ -79,6 +79,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--prompt-words", type=int, default=120, help="observation words (~5 tokens each)")
+    parser.add_argument("--precision", default="auto", help="auto (from the CPU's flags), fp32 or bf16")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="automem-bench-train-") as tmp:
@@ -94,6 +95,7 @@ def main() -> None:
                 f"threads_per_worker={args.threads}",
                 "max_length=2048",
                 "force=true",
+                f"precision={args.precision}",
             ],
         )
         t0 = time.perf_counter()
