@@ -6,7 +6,12 @@
     ray job submit --working-dir . -- automem query s3://bucket/trajectories "SELECT count(*) FROM steps"
 
 Views: episodes, steps, turns, memory_ops, memory_files, attempts (columns: automem/trajectory/schemas.py,
-or `automem query ROOT "DESCRIBE steps"`). Rows of episodes that have not committed are never visible. For
+or `automem query ROOT "DESCRIBE steps"`). Rows of episodes that have not committed are never visible.
+dataset_rows: the rows of every complete Loop 2 dataset under ROOT/datasets/ (`automem distill dataset --out
+ROOT`; one with its manifest written), with a dataset_id column; ROOT may hold datasets only:
+
+    automem query data "SELECT dataset_id, phase, count(*) FROM dataset_rows GROUP BY ALL"
+ For
 s3:// roots, AWS_ENDPOINT_URL names an S3-compatible server. From Python: ``automem.query(root, sql)`` returns
 an Arrow table; from Ray Data: ``actors.data.ray_dataset(root, table)``.
 
@@ -28,7 +33,9 @@ refused.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from typing import Any
 
 from pipelines._common import add_retry_argument, emit, error_text, open_root
 
@@ -76,11 +83,11 @@ def run(args: argparse.Namespace) -> int:
         print("automem query: error: --max-rows and --retry-s must be 0 or more", file=sys.stderr)
         return 2
     try:
-        table = query(open_root(args.root, args.retry_s), args.sql, unsafe_sql=args.unsafe_sql)
+        table = query(_open(args.root, args.retry_s), args.sql, unsafe_sql=args.unsafe_sql)
     except read_errors() as exc:
         hint = ""
         if isinstance(exc, duckdb.CatalogException):
-            hint = f" (views: {', '.join(TABLES)})"
+            hint = f" (views: {', '.join(TABLES)}, dataset_rows)"
         elif isinstance(exc, duckdb.PermissionException):
             hint = "; a query reads the store's views and no other file; --unsafe-sql lifts this, for trusted use"
         elif isinstance(exc, UnsafeSQLError):
@@ -94,3 +101,21 @@ def run(args: argparse.Namespace) -> int:
     else:
         emit(render.to_text(table, max_rows=args.max_rows) + "\n")
     return 0
+
+
+def _open(root: str, retry_s: float) -> Any:
+    """The store at ``root``, or, where it holds no store, the root of the datasets it holds (the ``--out`` of
+    ``automem distill dataset``); ``StoreError`` if it holds neither."""
+    from automem.distill.dataset import complete_datasets
+    from automem.trajectory import Storage, StorageError, StoreError
+
+    try:
+        return open_root(root, retry_s)
+    except StoreError:
+        st = Storage(root, retry_for_s=retry_s)
+        try:
+            if (st.is_s3 or os.path.isdir(st.base)) and complete_datasets(st):
+                return st
+        except StorageError:
+            pass
+        raise

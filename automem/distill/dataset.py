@@ -30,6 +30,7 @@ from automem.distill.turns import Source, read_source
 from automem.trajectory import Storage, open_store
 
 FORMAT = "1"
+DATASETS_DIR = "datasets"
 ROWS_FILE = "rows.parquet"
 MANIFEST_FILE = "manifest.json"
 
@@ -63,6 +64,23 @@ class DatasetResult:
     manifest: dict[str, Any]
     existed: bool
     """The same dataset was already complete there; nothing was written."""
+
+
+def complete_datasets(st: Storage) -> dict[str, str]:
+    """The complete datasets in a root: id to the path (on ``st.fs``) of its rows file, by id.
+
+    A dataset is complete when its folder ``datasets/<id>/`` holds a manifest, which the builder writes last; a
+    folder without one (a build cut short) is left out. One listing of ``datasets/``; no manifest is read.
+    """
+    base = st.path(DATASETS_DIR) + "/"
+    files = set(st.list_files(st.path(DATASETS_DIR)))
+    out = {}
+    for path in sorted(files):
+        did, _, name = path.removeprefix(base).partition("/")
+        rows = f"{base}{did}/{ROWS_FILE}"
+        if path.startswith(base) and did and name == MANIFEST_FILE and rows in files:
+            out[did] = rows
+    return out
 
 
 def _held_out(source: Source, config: DatasetConfig) -> tuple[Source, int]:
@@ -176,7 +194,7 @@ def build_dataset(config: DatasetConfig, out: str | Storage) -> DatasetResult:
     digest = content_hash(rows)
     did = dataset_id(digest, config)
     st = out if isinstance(out, Storage) else Storage(out)
-    folder = st.path("datasets", did)
+    folder = st.path(DATASETS_DIR, did)
     manifest_path = f"{folder}/{MANIFEST_FILE}"
     if st.exists(manifest_path):
         existing = json.loads(st.read_bytes(manifest_path))

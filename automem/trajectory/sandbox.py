@@ -1,7 +1,7 @@
 """The SQL sandbox: what SQL on a store's DuckDB connection may do (``automem.trajectory.sql``).
 
 SQL on these connections sees the store and nothing else (``lock_down``): DuckDB's external access is off, the
-store's own table folders are the only files it may read, and the configuration is locked so that SQL cannot turn
+store's own table folders and the rows of its complete datasets are the only files it may read, and the configuration is locked so that SQL cannot turn
 any of it back on. ``query`` and ``select_episodes`` also run exactly one read-only statement
 (``read_only_statement``). Both are lifted by ``unsafe_sql=True``, for trusted local use only.
 """
@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import tempfile
 import uuid
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from automem.trajectory.storage import Storage
@@ -90,13 +91,25 @@ def _explained(text: str) -> str | None:
     return text[words[i][0] :] if i < len(words) else None
 
 
-def lock_down(con: duckdb.DuckDBPyConnection, st: Storage) -> None:
+def _inside(st: Storage, files: Iterable[str]) -> list[str]:
+    """The real paths of those of ``files`` whose real path lies in the store's folder.
+
+    DuckDB resolves an allowed path's symbolic links, so allowing a link would allow what it points to: a link in
+    the store to a file outside it is not allowed (a view that reads it then fails, naming it).
+    """
+    base = os.path.realpath(st.base) + os.sep
+    real = (os.path.realpath(f) for f in files)
+    return sorted(f for f in real if f.startswith(base))
+
+
+def lock_down(con: duckdb.DuckDBPyConnection, st: Storage, files: Iterable[str] = ()) -> None:
     """Let SQL on ``con`` read the store's own files and nothing else, for the connection's life.
 
     ``enable_external_access = false`` refuses every other file and URL (``read_csv``, ``read_text``, ``glob``,
     ``COPY``, ``ATTACH`` of a file, ``INSTALL``/``LOAD``); ``allowed_directories`` lets the local views read the
-    store's ``tables/`` folder (DuckDB resolves symbolic links before comparing); S3 views are registered datasets
-    and need no path. Python variables are not scanned as tables. DuckDB always allows its temporary directory,
+    store's ``tables/`` folder (DuckDB resolves symbolic links before comparing) and ``allowed_paths`` the single
+    ``files`` named (the rows of complete datasets: not the rest of ``datasets/``, where unfinished builds lie);
+    S3 views are registered datasets and need no path. Python variables are not scanned as tables. DuckDB always allows its temporary directory,
     by default ``./.tmp`` in the working directory, whatever is kept there, so spills go to a fresh folder that
     DuckDB creates when it needs it and removes at close. Last, ``lock_configuration`` stops SQL from SETting any
     of this back (DuckDB then refuses every SET).
@@ -105,6 +118,7 @@ def lock_down(con: duckdb.DuckDBPyConnection, st: Storage) -> None:
         "SET temp_directory = ?", [os.path.join(tempfile.gettempdir(), f"automem-duckdb-{uuid.uuid4().hex}")]
     )
     con.execute("SET allowed_directories = ?", [[] if st.is_s3 else [st.path("tables") + "/"]])
+    con.execute("SET allowed_paths = ?", [[] if st.is_s3 else _inside(st, files)])
     con.execute("SET python_enable_replacements = false")
     con.execute("SET enable_external_access = false")
     con.execute("SET lock_configuration = true")

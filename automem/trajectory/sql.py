@@ -1,7 +1,8 @@
 """SQL over the committed trajectory store, with DuckDB.
 
 ``connect(root)`` returns a DuckDB connection with one view per table (``episodes``, ``steps``, ``turns``,
-``memory_ops``, ``memory_files``, ``attempts``). Rows of episodes whose ``episodes`` record is not committed are
+``memory_ops``, ``memory_files``, ``attempts``), and ``dataset_rows``: the rows of the root's complete Loop 2
+datasets (``datasets/<id>/``, those with a manifest; ``automem.distill``) with their ``dataset_id``. Rows of episodes whose ``episodes`` record is not committed are
 never visible: the ``episodes`` rows (the commit records) are read once into memory; the files of the other tables
 are narrowed to committed episodes by name (the writer names them after the episode) and their rows to the
 attempt that committed, which also hides what a crashed commit of another attempt left behind (the rule is
@@ -15,7 +16,7 @@ wheel has no ``httpfs`` extension offline, and pyarrow's filesystem carries the 
 (``AWS_ENDPOINT_URL``) that S3-compatible servers need.
 
 SQL on these connections sees the store and nothing else (``sandbox.lock_down``): DuckDB's external access is off,
-the store's own table folders are the only files it may read, and the configuration is locked so that SQL cannot
+the store's own table folders and its datasets' rows are the only files it may read, and the configuration is locked so that SQL cannot
 turn any of it back on. ``query`` also runs exactly one read-only statement (``sandbox.read_only_statement``). Both
 are lifted by ``unsafe_sql=True``, for trusted local use only.
 """
@@ -61,8 +62,12 @@ def _by_attempt(table: str, files: list[str], commits: Commits) -> dict[int | No
     return out
 
 
+def _sql_str(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
 def _sql_list(paths: list[str]) -> str:
-    return "[" + ", ".join("'" + p.replace("'", "''") + "'" for p in paths) + "]"
+    return "[" + ", ".join(_sql_str(p) for p in paths) + "]"
 
 
 # Every row is of the run and episode its file's name says (``tables/<table>/<run>/<episode>.parquet``), else an
@@ -142,6 +147,52 @@ def _committed_view(con: duckdb.DuckDBPyConnection, st: Storage, table: str, com
         raise unreadable_file(st, table, listed) or exc from exc
 
 
+def _dataset_rows_view(con: duckdb.DuckDBPyConnection, st: Storage, datasets: dict[str, str]) -> None:
+    """The view ``dataset_rows``: every complete dataset's rows (``complete_datasets``), ``dataset_id`` first.
+
+    Datasets differ in their ``score_<strategy>`` columns, so they are united by name (a column a dataset lacks
+    is NULL in its rows). A rows file that cannot be read makes this view fail, naming it, when it is queried;
+    the other views are not affected.
+    """
+    import duckdb
+
+    from automem.distill.dataset import DATASET_SCHEMA
+
+    parts = []
+    try:
+        for i, (did, path) in enumerate(datasets.items()):
+            if st.is_s3:
+                con.register(f"_raw_dataset_{i}", ds.dataset(path, format="parquet", filesystem=st.fs))
+                src = f"_raw_dataset_{i}"
+            else:
+                src = f"read_parquet({_sql_list([path])})"
+            parts.append(f"SELECT {_sql_str(did)} AS dataset_id, * FROM {src}")
+        if not parts:
+            empty = pa.schema([pa.field("dataset_id", pa.string()), *DATASET_SCHEMA]).empty_table()
+            con.register("_empty_dataset_rows", empty)
+            parts.append("SELECT * FROM _empty_dataset_rows")
+        con.execute("CREATE VIEW dataset_rows AS " + " UNION ALL BY NAME ".join(parts))
+    except (duckdb.Error, pa.ArrowException, OSError) as exc:
+        problem = _unreadable_dataset(st, datasets) or f"{st.uri}: the datasets: {' '.join(str(exc).split())}"
+        # A filter, not a column, so that every query of the view fails, count(*) included.
+        con.execute(
+            "CREATE VIEW dataset_rows AS SELECT NULL::VARCHAR AS dataset_id FROM range(1) "
+            f"WHERE error({_sql_str(problem)}) IS NULL"
+        )
+
+
+def _unreadable_dataset(st: Storage, datasets: dict[str, str]) -> str | None:
+    """The first dataset whose rows file has no readable footer, as a one-line problem, or None."""
+    import pyarrow.parquet as pq
+
+    for did, path in datasets.items():
+        try:
+            pq.read_schema(path, filesystem=st.fs)
+        except (pa.ArrowException, OSError) as exc:
+            return f"dataset {did}: {path} cannot be read: {' '.join(str(exc).split())}"
+    return None
+
+
 def connect(
     root: str | Storage,
     *,
@@ -160,9 +211,10 @@ def connect(
 
     Returns:
         An in-memory DuckDB connection with views ``episodes``, ``steps``, ``turns``, ``memory_ops``,
-        ``memory_files`` and ``attempts``. It reads the files listed now; files committed later need a new one.
-        Unless ``unsafe_sql``, its SQL reads the store's files and no others, and cannot change settings
-        (``sandbox.lock_down``).
+        ``memory_files`` and ``attempts`` (``episodes`` narrows them), and ``dataset_rows`` (the rows of every
+        complete dataset under ``datasets/``, with a ``dataset_id`` column). It reads the files listed now; files
+        committed later need a new one. Unless ``unsafe_sql``, its SQL reads the store's files and no others, and
+        cannot change settings (``sandbox.lock_down``).
 
     Raises:
         FileNotFoundError: a local root that does not exist (a typo would otherwise read as an empty store).
@@ -172,11 +224,14 @@ def connect(
     st = _storage(root)
     if not st.is_s3 and not os.path.isdir(st.base):
         raise FileNotFoundError(f"no trajectory store at {st.uri}: the folder does not exist")
+    from automem.distill.dataset import complete_datasets
+
+    datasets = complete_datasets(st)
     con = duckdb.connect(":memory:")
     if threads:
         con.execute(f"SET threads = {int(threads)}")
     if not unsafe_sql:
-        lock_down(con, st)  # before any SQL of the user's, the --episodes query included
+        lock_down(con, st, datasets.values())  # before any SQL of the user's, the --episodes query included
     # The commit records: one small row per episode, but one file per episode, so on large stores the cost is
     # per file. They are read once, into memory (a few hundred bytes an episode), from the runs' episode indexes
     # where a finished rollout wrote one and from the record files otherwise: they pick the other tables' files
@@ -210,6 +265,7 @@ def connect(
             con.execute(f"CREATE VIEW attempts AS SELECT * FROM {src}")
         elif table != "episodes":
             _committed_view(con, st, table, commits)
+    _dataset_rows_view(con, st, datasets)
     return con
 
 
@@ -257,8 +313,8 @@ def query(root: str | Storage, sql: str, *, unsafe_sql: bool = False) -> pa.Tabl
     Args:
         root: local folder or ``s3://bucket/prefix``.
         sql: one DuckDB query (SELECT, WITH, VALUES, DESCRIBE, SHOW, SUMMARIZE or EXPLAIN) over the views
-            ``episodes``, ``steps``, ``turns``, ``memory_ops``, ``memory_files`` and ``attempts``. It reads the
-            store's files and no others.
+            ``episodes``, ``steps``, ``turns``, ``memory_ops``, ``memory_files``, ``attempts`` and
+            ``dataset_rows``. It reads the store's files and no others.
         unsafe_sql: run any SQL, of any number of statements, with DuckDB unrestricted (other files, COPY, ATTACH,
             INSTALL, SET). For trusted local use only; never for SQL from someone else.
 
