@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,11 +36,11 @@ class DatasetRows:
     """``messages`` (parsed: a list of chat messages) and ``completion`` of each row, in file order."""
 
 
-def read_rows(dataset: str, *, min_examples: int = 1, force: bool = False) -> DatasetRows:
-    """Read a complete dataset folder, refusing one with fewer than ``min_examples`` rows unless ``force``.
+def read_manifest(dataset: str) -> dict[str, Any]:
+    """The ``manifest.json`` of a complete dataset folder (a folder or ``s3://``).
 
     Raises:
-        TrainingError: no manifest (not a dataset, or an unfinished build), or too few rows.
+        TrainingError: no manifest (not a dataset, or an unfinished build).
     """
     storage = Storage(dataset, retry_for_s=30.0)
     manifest_path = storage.path(MANIFEST_FILE)
@@ -47,16 +48,35 @@ def read_rows(dataset: str, *, min_examples: int = 1, force: bool = False) -> Da
         raise TrainingError(
             f"{dataset}: not a complete dataset (no {MANIFEST_FILE}); build one with `automem distill dataset`"
         )
-    manifest = json.loads(storage.read_bytes(manifest_path))
+    return dict(json.loads(storage.read_bytes(manifest_path)))
+
+
+def rows_path(dataset: str) -> str:
+    """The ``rows.parquet`` of a dataset folder, as a path or URI of the same kind (what Ray Data reads)."""
+    return f"{dataset.rstrip('/')}/{ROWS_FILE}"
+
+
+def parse_rows(records: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Training rows from ``rows.parquet`` records (``messages`` as JSON text, ``completion``), in their order.
+
+    The one conversion from the file's columns, whichever way they were read (pyarrow here, a Ray Data shard on a
+    Ray Train worker).
+    """
+    return [{"messages": json.loads(r["messages"]), "completion": r["completion"]} for r in records]
+
+
+def read_rows(dataset: str, *, min_examples: int = 1, force: bool = False) -> DatasetRows:
+    """Read a complete dataset folder, refusing one with fewer than ``min_examples`` rows unless ``force``.
+
+    Raises:
+        TrainingError: no manifest (not a dataset, or an unfinished build), or too few rows.
+    """
+    manifest = read_manifest(dataset)
+    storage = Storage(dataset, retry_for_s=30.0)
     table = pq.read_table(
         io.BytesIO(storage.read_bytes(storage.path(ROWS_FILE))), columns=["messages", "completion"]
     )
-    rows = [
-        {"messages": json.loads(m), "completion": c}
-        for m, c in zip(
-            table.column("messages").to_pylist(), table.column("completion").to_pylist(), strict=True
-        )
-    ]
+    rows = parse_rows(table.to_pylist())
     if len(rows) < min_examples and not force:
         raise TrainingError(
             f"{dataset}: {len(rows)} examples, below min_examples={min_examples} for this preset; build a larger "

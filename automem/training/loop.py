@@ -1,8 +1,9 @@
 """``train_loop``: what each training worker runs (TRL ``SFTTrainer`` with a PEFT LoRA config on one dataset).
 
-The same function runs in-process (:class:`LocalHooks`, the plain-TRL baseline) and on every Ray Train worker
-(``actors/training.py`` passes hooks that report to Ray Train); the hooks are the only seam, so this module
-imports no Ray. Settings TRL's ``SFTConfig`` defaults get wrong here are set for the device: its defaults assume a
+The same function runs in-process (:class:`LocalHooks`, the plain-TRL baseline, reading the dataset file) and on
+every Ray Train worker (``actors/training.py`` passes hooks that take the rows from Ray Data, report to Ray Train
+and hand back its last checkpoint to resume from); the hooks are the only seam, so this module imports no Ray. A
+resumed run continues from the checkpoint's global step (``resumed_from_step`` in the metrics). Settings TRL's ``SFTConfig`` defaults get wrong here are set for the device: its defaults assume a
 GPU (``bf16=True``, ``gradient_checkpointing=True``), and under Ray Train's DDP ``ddp_find_unused_parameters`` must
 be False (LoRA leaves the base weights without gradients). Loss falls on completion tokens only, TRL's default for
 prompt-completion data (``assistant_only_loss`` fails with SmolLM2's chat template, which has no generation
@@ -11,6 +12,7 @@ markers).
 
 from __future__ import annotations
 
+import json
 import shutil
 import tempfile
 from pathlib import Path
@@ -18,7 +20,7 @@ from typing import Any, Protocol
 
 from automem.serving.cpu import cpu_flags, usable_cpus
 from automem.training.config import DistillConfig, choose_precision
-from automem.training.data import TrainingError, prompt_completion, read_rows
+from automem.training.data import DatasetRows, TrainingError, prompt_completion, read_rows
 
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
 """What ``save_pretrained`` writes for a LoRA adapter, and what the serving side loads."""
@@ -31,6 +33,10 @@ class TrainHooks(Protocol):
     """This worker's rank; rank 0 saves the adapter."""
     local_world_size: int
     """Workers on this node (they share its CPUs)."""
+
+    def rows(self, config: DistillConfig) -> DatasetRows:
+        """The rows this worker trains on (the whole dataset: the trainer splits batches among DDP ranks)."""
+        ...
 
     def callbacks(self) -> list[Any]:
         """``transformers.TrainerCallback`` objects to add (Ray's report callback)."""
@@ -59,6 +65,9 @@ class LocalHooks:
     def __init__(self, out: str | Path) -> None:
         self.out = Path(out)
         self.metrics: dict[str, Any] = {}
+
+    def rows(self, config: DistillConfig) -> DatasetRows:
+        return read_rows(config.dataset, min_examples=config.min_examples, force=config.force)
 
     def callbacks(self) -> list[Any]:
         return []
@@ -91,7 +100,8 @@ def train_loop(config_dict: dict[str, Any], hooks: TrainHooks | None = None) -> 
 
     Returns:
         The run's metrics: ``train_loss``, ``losses`` (one per logged step), ``first_loss``, ``last_loss``,
-        ``steps``, ``train_tokens``, ``train_runtime_s``, ``train_tokens_per_s``, ``examples``,
+        ``steps`` (the global step reached), ``resumed_from_step`` (0 unless resumed from a checkpoint),
+        ``steps_run`` (by this attempt), ``train_tokens`` (this attempt's), ``train_runtime_s``, ``train_tokens_per_s``, ``examples``,
         ``dropped_too_long``, ``precision`` and its reason, ``threads``, ``world_size``, ``dataset_id``.
 
     Raises:
@@ -116,7 +126,7 @@ def train_loop(config_dict: dict[str, Any], hooks: TrainHooks | None = None) -> 
         config.precision, use_gpu=config.use_gpu, gpu_bf16=gpu_bf16, cpu_flags=cpu_flags()
     )
 
-    data = read_rows(config.dataset, min_examples=config.min_examples, force=config.force)
+    data = hooks.rows(config)
     tokenizer = AutoTokenizer.from_pretrained(config.base_model)
     examples, dropped = prompt_completion(data.rows, tokenizer, config.max_length)
     if not examples:
@@ -169,8 +179,10 @@ def train_loop(config_dict: dict[str, Any], hooks: TrainHooks | None = None) -> 
             callbacks=hooks.callbacks(),
         )
         trainer = hooks.prepare(trainer)
-        output = trainer.train(resume_from_checkpoint=hooks.resume_from())
-        metrics = _metrics(trainer.state.log_history, output)
+        resume = hooks.resume_from()
+        resumed_from_step = checkpoint_step(resume) if resume else 0
+        output = trainer.train(resume_from_checkpoint=resume)
+        metrics = _metrics(trainer.state.log_history, output, resumed_from_step)
         metrics.update(
             examples=len(examples),
             dropped_too_long=dropped,
@@ -191,10 +203,30 @@ def train_loop(config_dict: dict[str, Any], hooks: TrainHooks | None = None) -> 
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _metrics(history: list[dict[str, Any]], output: Any) -> dict[str, Any]:
-    """The figures of a finished run from the trainer's log history and ``train()``'s output."""
+def checkpoint_step(folder: str) -> int:
+    """The global step a Hugging Face checkpoint folder was saved at (its ``trainer_state.json``), 0 if unknown."""
+    state = Path(folder) / "trainer_state.json"
+    if not state.is_file():
+        return 0
+    return int(json.loads(state.read_text()).get("global_step", 0))
+
+
+def _metrics(history: list[dict[str, Any]], output: Any, resumed_from_step: int = 0) -> dict[str, Any]:
+    """The figures of a finished run from the trainer's log history and ``train()``'s output.
+
+    After a resume the history holds the earlier attempts' entries too (restored from the checkpoint): the losses
+    cover the whole run, the tokens only this attempt's steps (TRL's ``num_tokens`` counter starts from 0 in each
+    trainer, trl 1.16), so that tokens/s is over this attempt's ``train_runtime``.
+    """
     losses = [float(h["loss"]) for h in history if "loss" in h]
-    tokens = max((float(h["num_tokens"]) for h in history if "num_tokens" in h), default=0.0)
+    tokens = max(
+        (
+            float(h["num_tokens"])
+            for h in history
+            if "num_tokens" in h and int(h.get("step", 0)) > resumed_from_step
+        ),
+        default=0.0,
+    )
     runtime = float(output.metrics.get("train_runtime", 0.0))
     return {
         "train_loss": float(output.training_loss),
@@ -202,6 +234,8 @@ def _metrics(history: list[dict[str, Any]], output: Any) -> dict[str, Any]:
         "first_loss": losses[0] if losses else None,
         "last_loss": losses[-1] if losses else None,
         "steps": int(output.global_step),
+        "resumed_from_step": resumed_from_step,
+        "steps_run": int(output.global_step) - resumed_from_step,
         "train_tokens": int(tokens),
         "train_runtime_s": runtime,
         "train_tokens_per_s": tokens / runtime if runtime > 0 else None,

@@ -2,7 +2,9 @@
 """Loop 2 training through Ray Train on the embedded model: the cpu-small preset, cut to a few steps on a tiny
 dataset, runs TRL + PEFT on one TorchTrainer worker; the loss falls, the LoRA B matrices (zero at initialisation)
 move, the adapter folder is what the serving side loads, and Ray Train kept the intermediate checkpoints that
-RayTrainReportCallback reported. About 1-2 minutes on 2 cores (Ray Train's start-up ~12-30 s included)."""
+RayTrainReportCallback reported. Then resume: a run on two workers killed (an injected failure) after its first
+checkpoint, run again with the same config and output folder, continues from that checkpoint. About 1-2 minutes
+per test on 2 cores (Ray Train's start-up ~12-30 s per run included)."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from automem.training import ADAPTER_FILES, TRAINING_FILE, load_distill_config, train_adapter
+from automem.training import ADAPTER_FILES, TRAINING_FILE, TrainingError, load_distill_config, train_adapter
 from tests.support.training import write_dataset
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
@@ -68,3 +70,43 @@ def test_cpu_small_trains_a_lora_adapter_on_ray_train(ray_session, tmp_path):
     run = Path(result.storage_path) / result.run_name
     saved = sorted(run.glob("checkpoint_*/checkpoint/adapter_model.safetensors"))
     assert len(saved) >= 2, sorted(p.name for p in run.iterdir())
+
+
+def test_a_killed_run_resumes_from_its_last_checkpoint_on_two_workers(ray_session, tmp_path):
+    from actors.training import RayTrainLauncher
+
+    folder = write_dataset(tmp_path, 4)
+    config = load_distill_config(
+        dataset=str(folder),
+        preset="cpu-small",
+        overrides=[
+            f"max_steps={STEPS}",
+            "batch_size=2",  # 2 workers x 2: every step sees the 4 examples
+            "learning_rate=5.0e-3",
+            "num_workers=2",
+            "threads_per_worker=1",
+            "max_length=128",
+            "min_examples=4",
+            "save_steps=2",
+        ],
+    )
+    out = tmp_path / "out"
+    with pytest.raises(TrainingError, match="injected failure after step 2"):
+        train_adapter(config, out, RayTrainLauncher(fail_after_step=2), progress=print)
+    assert not (out / "adapter").exists()
+    checkpoints = sorted(out.glob("checkpoints/distill-*/checkpoint_*/checkpoint/trainer_state.json"))
+    assert [json.loads(p.read_text())["global_step"] for p in checkpoints] == [2]
+
+    # The same command again: the same run name and storage, so Ray Train hands the workers that checkpoint.
+    result = train_adapter(config, out, RayTrainLauncher(), progress=print)
+    m = result.metrics
+    print(
+        json.dumps({k: m[k] for k in ("losses", "resumed_from_step", "steps_run", "world_size", "examples")})
+    )
+    assert (m["resumed_from_step"], m["steps_run"], m["steps"]) == (2, STEPS - 2, STEPS)
+    assert (
+        len(m["losses"]) == STEPS
+    )  # the first attempt's two, restored from the checkpoint, and this one's two
+    assert m["world_size"] == 2 and m["examples"] == 4  # every worker got the whole dataset from Ray Data
+    assert m["train_tokens"] > 0
+    assert all((result.adapter_dir / name).is_file() for name in (*ADAPTER_FILES, TRAINING_FILE))

@@ -188,3 +188,24 @@ def test_the_cli_refuses_a_small_dataset_with_exit_2(tmp_path, capsys):
     assert "automem distill train:" in err and "below min_examples=32" in err
     code = main(["distill", "train", "--dataset", str(folder), "--out", str(tmp_path / "o"), "lora_rnak=2"])
     assert code == 2 and "lora_rnak: unknown field" in capsys.readouterr().err
+
+
+def test_metrics_of_a_resumed_run_count_only_this_attempts_tokens(tmp_path):
+    from types import SimpleNamespace
+
+    from automem.training.loop import _metrics, checkpoint_step
+
+    (tmp_path / "trainer_state.json").write_text(json.dumps({"global_step": 2}))
+    assert checkpoint_step(str(tmp_path)) == 2 and checkpoint_step(str(tmp_path / "none")) == 0
+    # Steps 1-2 restored from the checkpoint; TRL's num_tokens counter restarts at 0 in the new trainer.
+    history = [
+        {"step": 1, "loss": 3.0, "num_tokens": 100.0},
+        {"step": 2, "loss": 2.0, "num_tokens": 200.0},
+        {"step": 3, "loss": 1.5, "num_tokens": 90.0},
+        {"step": 4, "loss": 1.0, "num_tokens": 180.0},
+    ]
+    output = SimpleNamespace(training_loss=1.2, global_step=4, metrics={"train_runtime": 9.0})
+    m = _metrics(history, output, resumed_from_step=2)
+    assert (m["steps"], m["resumed_from_step"], m["steps_run"]) == (4, 2, 2)
+    assert m["losses"] == [3.0, 2.0, 1.5, 1.0]
+    assert m["train_tokens"] == 180 and m["train_tokens_per_s"] == 20.0
