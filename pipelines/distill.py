@@ -5,6 +5,8 @@
         --out s3://bucket/loop2
     ray job submit --working-dir . -- automem distill dataset --from s3://bucket/traj --strategy utility \
         --out s3://bucket/loop2
+    automem distill dataset --from runs/demo --strategy wellformed+utility+judge \
+        --judge-url http://127.0.0.1:8000/v1 --judge-model Qwen/Qwen2.5-7B-Instruct --out data
 
 Prints the funnel (how many turns each stage kept), then the dataset's id and folder
 (``<out>/datasets/<id>/``: ``rows.parquet``, then ``manifest.json``, written last). Building the same dataset
@@ -38,12 +40,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     d.add_argument(
         "--strategy",
         default="wellformed",
-        help="wellformed, utility, outcome, or several joined by + (a turn must pass each); default wellformed",
+        help="wellformed, utility, outcome, judge (a model grades each turn; --judge-url, --judge-model), or "
+        "several joined by + (a turn must pass each); default wellformed",
     )
     d.add_argument(
         "--quantile", type=float, default=0.5, help="outcome: progression quantile per env and seed"
     )
     d.add_argument("--holdout-seeds", metavar="SEEDS", help="seeds never trained on, e.g. 1000-1031")
+    d.add_argument(
+        "--judge-url", metavar="URL", help="judge: OpenAI-compatible endpoint of the grading model"
+    )
+    d.add_argument("--judge-model", metavar="NAME", help="judge: the grading model's name")
+    d.add_argument(
+        "--judge-min-score", type=float, default=0.7, help="judge: keep grades (0-10, /10) at least this"
+    )
     d.add_argument("--out", required=True, metavar="ROOT2", help="output root: folder or s3://")
     d.set_defaults(func=run_dataset)
     distill_train.register(verbs)
@@ -63,11 +73,15 @@ def run_dataset(args: argparse.Namespace) -> int:
             strategy=args.strategy,
             quantile=args.quantile,
             holdout_seeds=args.holdout_seeds,
+            judge_url=args.judge_url,
+            judge_model=args.judge_model,
+            judge_min_score=args.judge_min_score,
         )
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
-        return fail(_COMMAND, f"{where}: {first['msg'].removeprefix('Value error, ')}")
+        problem = first["msg"].removeprefix("Value error, ")
+        return fail(_COMMAND, f"{where}: {problem}" if where else problem)
     try:
         result = build_dataset(config, args.out)
     except read_errors() as exc:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from automem.config import StrictConfig
 from automem.rollout.jobs import SeedList, parse_seeds
@@ -21,7 +21,8 @@ class DatasetConfig(StrictConfig):
     run_id: str | None = None
     """Only this run of the store; None: every run."""
     strategy: str = "wellformed"
-    """Selection strategies joined by ``+`` (a turn must pass each): ``wellformed``, ``utility``, ``outcome``."""
+    """Selection strategies joined by ``+`` (a turn must pass each): ``wellformed``, ``utility``, ``outcome``,
+    ``judge`` (a model grades each turn; needs ``judge_url`` and ``judge_model``)."""
     quantile: float = Field(0.5, ge=0.0, le=1.0)
     """``outcome``: keep episodes at or above this quantile of progression among the episodes of the same env and
     seed (0.5: the median)."""
@@ -32,6 +33,14 @@ class DatasetConfig(StrictConfig):
     """Which memory phases give examples."""
     dedupe: bool = True
     """Drop exact duplicates (same prompt and same post-processed completion), keeping the first in source order."""
+    judge_url: str | None = None
+    """``judge``: the OpenAI-compatible endpoint of the grading model, e.g. ``http://127.0.0.1:8000/v1``."""
+    judge_model: str | None = None
+    """``judge``: the grading model's name at ``judge_url``."""
+    judge_min_score: float = Field(0.7, ge=0.0, le=1.0)
+    """``judge``: keep turns whose grade (0-10, divided by 10) is at least this."""
+    judge_concurrency: int = Field(16, ge=1)
+    """``judge``: requests in flight at once."""
 
     @field_validator("strategy")
     @classmethod
@@ -56,16 +65,25 @@ class DatasetConfig(StrictConfig):
             raise ValueError(f"phases are log and/or plan, not {', '.join(bad) or 'none'}")
         return value
 
+    @model_validator(mode="after")
+    def _judge_endpoint(self) -> DatasetConfig:
+        if "judge" in self.strategy.split("+") and not (self.judge_url and self.judge_model):
+            raise ValueError("the judge strategy needs judge_url and judge_model")
+        return self
+
     def held_out(self) -> SeedList | None:
         """The held-out seeds as a seed list (ranges kept as ranges), or None."""
         return parse_seeds(self.holdout_seeds) if self.holdout_seeds is not None else None
 
     def selection(self) -> dict[str, object]:
         """The fields that define the dataset's rows, as plain JSON values (hashed into the id, recorded)."""
-        return {
+        out: dict[str, object] = {
             "strategy": self.strategy,
             "quantile": self.quantile,
             "holdout_seeds": self.holdout_seeds,
             "phases": list(self.phases),
             "dedupe": self.dedupe,
         }
+        if "judge" in self.strategy.split("+"):  # only then: the ids of other datasets stay as they were
+            out |= {"judge_model": self.judge_model, "judge_min_score": self.judge_min_score}
+        return out

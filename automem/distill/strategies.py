@@ -12,6 +12,9 @@ strategy keeps it; each one's score goes into the dataset as ``score_<name>``.
   (LOG) a redundant write. Score: the share of the turn's writes (LOG) or reads (PLAN) that were linked.
 - ``outcome``: turns of episodes whose progression is at or above ``config.quantile`` (0.5: the median) of the
   progressions of the episodes with the same env and seed. Score: the episode's progression.
+- ``judge`` (optional, off unless named): a model grades each turn (``automem.distill.judge``). It grades only the
+  turns the strategies named before it kept, so ``wellformed+utility+judge`` pays for the fewest calls; its own
+  count in the funnel is of those.
 """
 
 from __future__ import annotations
@@ -143,8 +146,31 @@ def outcome(source: Source, config: DatasetConfig) -> list[Verdict]:
     return out
 
 
-STRATEGIES: dict[str, Strategy] = {"wellformed": wellformed, "utility": utility, "outcome": outcome}
+def judge(source: Source, config: DatasetConfig) -> list[Verdict]:
+    """Keep the turns a model grades well (``automem.distill.judge``; needs ``judge_url`` and ``judge_model``)."""
+    from automem.distill.judge import judge as run
+
+    return run(source, config)
+
+
+STRATEGIES: dict[str, Strategy] = {
+    "wellformed": wellformed,
+    "utility": utility,
+    "outcome": outcome,
+    "judge": judge,
+}
 """The selection strategies by name."""
+
+
+# Strategies that cost a model call a turn: they see only the turns the strategies before them kept.
+_GRADES_SURVIVORS = {"judge"}
+
+
+def _on_kept(strategy: Strategy, source: Source, config: DatasetConfig, keep: list[bool]) -> list[Verdict]:
+    """``strategy`` run over the kept turns only; a turn already dropped gets ``Verdict(False, nan)``."""
+    kept = [t for t, k in zip(source.turns, keep, strict=True) if k]
+    graded = iter(strategy(Source(kept, source.episodes, source.ops, source.operations), config))
+    return [next(graded) if k else Verdict(False, float("nan")) for k in keep]
 
 
 def parse_strategy(spec: str) -> list[str]:
@@ -175,7 +201,10 @@ def select(
     scores: dict[str, list[float]] = {}
     kept: dict[str, int] = {}
     for name in parse_strategy(config.strategy):
-        verdicts = STRATEGIES[name](source, config)
+        if name in _GRADES_SURVIVORS:
+            verdicts = _on_kept(STRATEGIES[name], source, config, keep)
+        else:
+            verdicts = STRATEGIES[name](source, config)
         scores[name] = [v.score for v in verdicts]
         kept[name] = sum(v.keep for v in verdicts)
         keep = [k and v.keep for k, v in zip(keep, verdicts, strict=True)]

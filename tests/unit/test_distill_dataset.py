@@ -87,8 +87,8 @@ def test_outcome_keeps_episodes_at_or_above_the_median_of_their_env_and_seed(sto
 
 
 def test_unknown_strategy_is_refused_by_the_config():
-    with pytest.raises(ValueError, match="unknown strategy 'judge'"):
-        DatasetConfig(source="x", strategy="utility+judge")
+    with pytest.raises(ValueError, match="unknown strategy 'vibes'"):
+        DatasetConfig(source="x", strategy="utility+vibes")
 
 
 # -- post-process ------------------------------------------------------------------------------------------------
@@ -250,7 +250,7 @@ def test_cli_builds_a_dataset_and_refuses_bad_input_with_exit_2(store, tmp_path,
     did = printed.strip().splitlines()[-1].split()[1]
     assert (out / "datasets" / did / "manifest.json").exists()
     for bad, why in [
-        (["--strategy", "judge"], "unknown strategy"),
+        (["--strategy", "vibes"], "unknown strategy"),
         (["--strategy", "utility", "--holdout-seeds", "0"], "selection is empty"),
         (["--run", "nope"], "no committed episodes"),
     ]:
@@ -284,3 +284,108 @@ def test_the_runs_scaffold_decides_which_operations_a_target_keeps(tmp_path):
     res = build_dataset(DatasetConfig(source=str(root)), str(tmp_path / "out"))
     rows = pq.read_table(f"{res.path}/rows.parquet").to_pylist()
     assert [r["completion"] for r in rows] == ["CREATE b.md\nDONE"]
+
+
+# The optional judge strategy: a model grades each turn, its answer held to a JSON schema.
+
+
+class FakeJudge:
+    """A ChatModel that grades a turn 9 when it writes (APPEND) and 2 otherwise; records what it was asked."""
+
+    def __init__(self, answer: str | None = None) -> None:
+        self.asked: list[list[dict[str, str]]] = []
+        self.answer = answer
+
+    async def chat(self, messages, *, model, sampling=None, constraint=None):
+        from automem.llm.protocol import ChatResult
+
+        self.asked.append(messages)
+        score = 9 if "APPEND" in messages[-1]["content"].split("What the agent wrote:")[-1] else 2
+        text = self.answer if self.answer is not None else json.dumps({"score": score, "reason": "r"})
+        return ChatResult(text=text, prompt_tokens=1, completion_tokens=1, latency_s=0.0, model=model)
+
+
+def _judged(**kw):
+    return dict(strategy="judge", judge_url="http://127.0.0.1:9/v1", judge_model="grader", **kw)
+
+
+def test_judge_keeps_the_turns_the_model_grades_well_and_grades_only_survivors(store, monkeypatch):
+    from automem.distill import judge as judge_module
+
+    fake = FakeJudge()
+    monkeypatch.setattr(judge_module, "JSONSchemaClient", lambda url: fake)
+    kept, scores = _kept(store, "judge", **{k: v for k, v in _judged().items() if k != "strategy"})
+    assert {k[3:] for k in kept} == {(0, "log", 0), (1, "log", 0), (2, "log", 0), (3, "log", 0)}
+    assert sorted(set(scores["judge"])) == [0.2, 0.9] and len(fake.asked) == 7
+    system, user = fake.asked[0]
+    assert system["role"] == "system" and "JSON" in system["content"]
+    assert "Phase: LOG" in user["content"] and "step 0 log" in user["content"]  # the prompt the agent saw
+    fake.asked.clear()
+    kept, scores = _kept(store, "wellformed+judge", judge_url="http://x/v1", judge_model="grader")
+    assert len(fake.asked) == len(WELLFORMED)  # the judge saw only what wellformed kept
+    assert {k[3:] for k in kept} == {(0, "log", 0), (1, "log", 0), (3, "log", 0)}
+    # The grading model is part of what defines the rows (the id); other datasets' ids are unchanged.
+    assert DatasetConfig(source="x", **_judged()).selection()["judge_model"] == "grader"
+    assert "judge_model" not in DatasetConfig(source="x").selection()
+
+
+def test_judge_needs_an_endpoint_and_refuses_an_answer_outside_the_schema(store):
+    from pydantic import ValidationError
+
+    from automem.distill.judge import JudgeError, judge_with
+
+    with pytest.raises(ValidationError, match="judge_url and judge_model"):
+        DatasetConfig(source=str(store), strategy="wellformed+judge")
+    config = DatasetConfig(source=str(store), **_judged())
+    source = read_source(Storage(str(store)))
+    for answer in ("not json", '{"score": 11, "reason": ""}', '{"reason": "no score"}', '{"score": true}'):
+        with pytest.raises(JudgeError, match="not {'score'"):
+            judge_with(source, config, FakeJudge(answer))
+
+
+def test_judge_asks_an_openai_endpoint_for_a_json_schema_answer(store, tmp_path):
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    bodies = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            bodies.append(body)
+            score = 8 if "SEARCH" in body["messages"][-1]["content"] else 1
+            reply = {
+                "choices": [
+                    {
+                        "message": {
+                            "role": "assistant",
+                            "content": json.dumps({"score": score, "reason": "ok"}),
+                        }
+                    }
+                ],
+                "model": body["model"],
+            }
+            data = json.dumps(reply).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/v1"
+        config = DatasetConfig(source=str(store), strategy="judge", judge_url=url, judge_model="grader")
+        result = build_dataset(config, str(tmp_path / "out"))
+    finally:
+        server.shutdown()
+    assert len(bodies) == 7 and all(b["model"] == "grader" and b["temperature"] == 0.0 for b in bodies)
+    fmt = bodies[0]["response_format"]
+    assert fmt["type"] == "json_schema" and fmt["json_schema"]["schema"]["required"] == ["score", "reason"]
+    rows = pq.read_table(f"{result.path}/rows.parquet").to_pylist()
+    assert {r["completion"] for r in rows} == {"SEARCH tree\nDONE"} and rows[0]["score_judge"] == 0.8
+    assert result.manifest["parameters"]["judge_model"] == "grader"
