@@ -1,16 +1,25 @@
 """The Ray Serve LLM app (vLLM behind an OpenAI-compatible API) built from automem's serve config.
 
 :func:`start_endpoint` runs it on the connected Ray cluster: prepares the embedded model if asked, starts the local
-S3 server holding the adapter registry when LoRA uses the embedded one, deploys, and waits until a chat request
+S3 server holding the adapter registry when adapters use the embedded one, deploys, and waits until a chat request
 succeeds. The same code serves SmolLM2 on a laptop's CPU and a tensor-parallel model on a GPU cluster.
+
+Adapters are served by name, ``<base id>:<name>``, in one of two ways (``lora.serve_as``): by the base engine's
+LoRA (loaded from the registry on first use), or as merged copies, one ``LLMServer`` deployment each in the same
+app behind the same ingress, kept in step with the registry by :class:`MergedCopies` (a newly published adapter is
+merged and the app redeployed with one more model; the base engine's deployment keeps its version and replica).
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import json
+import tempfile
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,12 +36,15 @@ from automem.serving.config import EMBEDDED, ServeConfig
 from automem.serving.cpu import CpuChoice
 from automem.serving.guard import ServeApp, ServeInstance, serve_conflict
 from automem.serving.local_s3 import LocalS3, start_local_s3
+from automem.serving.merge import merge_adapter
 from automem.serving.options import (
     cpu_choice,
     cpu_engine_env,
     engine_deployment_config,
     engine_kwargs,
     ingress_deployment_options,
+    merged_deployment_config,
+    merged_placement,
 )
 
 APP_NAME = "automem-llm"
@@ -68,8 +80,9 @@ def llm_config(
     registry_uri: str | None = None,
     cpu: CpuChoice | None = None,
 ):
-    """Ray Serve LLM's ``LLMConfig`` for the config (no Ray cluster needed to build it); on the CPU, with
-    ``cpu``'s dtype (default: chosen on this machine)."""
+    """Ray Serve LLM's ``LLMConfig`` of the base model (no Ray cluster needed to build it); on the CPU, with
+    ``cpu``'s dtype (default: chosen on this machine). Its engine applies adapters only when the config serves
+    them as LoRA (``lora.serve_as: lora``)."""
     from ray.serve.llm import LLMConfig
 
     kwargs: dict[str, Any] = {
@@ -82,7 +95,7 @@ def llm_config(
         kwargs["accelerator_config"] = {"kind": "cpu"}
     elif cfg.accelerator_type:
         kwargs["accelerator_type"] = cfg.accelerator_type
-    if cfg.lora.enabled:
+    if cfg.serves_lora:
         kwargs["lora_config"] = {
             "dynamic_lora_loading_path": registry_uri,
             "max_num_adapters_per_replica": cfg.lora.max_adapters_per_replica,
@@ -90,41 +103,218 @@ def llm_config(
     return LLMConfig(**kwargs)
 
 
-def build_app(
-    cfg: ServeConfig, config: Any, *, env: dict[str, str], api_key: str | None
-) -> serve.Application:
-    """The OpenAI app: one ``LLMServer`` deployment behind an ``OpenAiIngress`` with the API-key check in front.
+def merged_llm_config(
+    cfg: ServeConfig, name: str, merged_dir: str, *, env: dict[str, str], cpu: CpuChoice | None = None
+):
+    """``LLMConfig`` of adapter ``name``'s merged copy, served as ``<base id>:<name>``: the base's engine
+    arguments without LoRA, one replica, ``lora.merged_kv_cache_gib`` of KV cache and ``lora.merged_num_cpus``
+    logical CPUs on the CPU build."""
+    from ray.serve.llm import LLMConfig
 
-    This is ``ray.serve.llm.build_openai_app`` with two differences: the ingress's FastAPI app gets
-    :class:`ApiKeyMiddleware`, which ``build_openai_app`` offers no hook for, and the ingress's replicas and
-    autoscaling come from ``deployment.ingress``. It follows the composition shown in
-    ``ray.serve.llm.ingress.OpenAiIngress``'s docstring. The app is pickled into the deployment definition, so
-    the middleware gets only a salted digest of ``api_key`` (:class:`HashedKey`), never the key.
+    env = {**env, **cpu_engine_env(cfg, cpu, merged=True)}
+    kwargs: dict[str, Any] = {
+        "model_loading_config": {"model_id": f"{cfg.model.id}:{name}", "model_source": merged_dir},
+        "engine_kwargs": engine_kwargs(cfg, cpu, lora=False),
+        "deployment_config": merged_deployment_config(cfg),
+        "runtime_env": {"env_vars": env} if env else None,
+    }
+    if cfg.accelerator == "cpu":
+        kwargs["accelerator_config"] = {"kind": "cpu"}
+        kwargs["placement_group_config"] = merged_placement(cfg)
+    elif cfg.accelerator_type:
+        kwargs["accelerator_type"] = cfg.accelerator_type
+    return LLMConfig(**kwargs)
+
+
+@functools.cache
+def _adapter_ingress_cls() -> type:
+    """``OpenAiIngress`` that also routes a model id served by a deployment of its own.
+
+    The stock ingress reads ``<base>:<x>`` as "LoRA adapter x of base" and sends it to the base's engine
+    (``_get_configured_serve_handle``); a merged copy is a deployment registered under that very id, so an exact
+    match wins here. An adapter id whose base serves no LoRA and that is not (yet) deployed is a 404 that says so,
+    not an error from an engine without LoRA. Built on first use: importing Serve LLM needs vLLM.
+    """
+    from fastapi import HTTPException
+    from ray.llm._internal.common.utils.lora_utils import get_base_model_id
+    from ray.serve.llm.ingress import OpenAiIngress
+
+    class AdapterIngress(OpenAiIngress):
+        def _get_configured_serve_handle(self, model_id: str):
+            if model_id in self._default_serve_handles:
+                if model_id not in self._configured_serve_handles:
+                    handle = self._default_serve_handles[model_id].options(stream=True)
+                    self._configured_serve_handles[model_id] = handle
+                return self._configured_serve_handles[model_id]
+            base = get_base_model_id(model_id)
+            if base in self._default_serve_handles and base not in self._lora_paths:
+                raise HTTPException(
+                    404,
+                    f'model "{model_id}" is not deployed (yet): a published adapter is served once its merged '
+                    "copy is up; `automem model adapters` lists what is published",
+                )
+            return super()._get_configured_serve_handle(model_id)
+
+    return AdapterIngress
+
+
+def _pin_version(app: serve.Application, config: Any) -> None:
+    """Give an ``LLMServer`` deployment a version derived from its ``LLMConfig``.
+
+    ``serve.run`` gives every deployment without a version a random one (``serve/_private/client.py``), and a new
+    version restarts the replicas: redeploying the app to add a merged copy would restart the base engine too.
+    ``Deployment.options(version=...)`` was removed from Serve, so the private attribute is set; the same config
+    then keeps its replicas, a changed one restarts them.
+    """
+    blob = json.dumps(config.model_dump(), sort_keys=True, default=repr)
+    app._bound_deployment._version = "automem-" + hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def build_app(
+    cfg: ServeConfig, configs: Any, *, env: dict[str, str], api_key: str | None
+) -> serve.Application:
+    """The OpenAI app: an ``LLMServer`` deployment per ``LLMConfig`` (the base model first, then any merged
+    copies) behind one ingress with the API-key check in front.
+
+    This is ``ray.serve.llm.build_openai_app`` with three differences: the ingress's FastAPI app gets
+    :class:`ApiKeyMiddleware`, which ``build_openai_app`` offers no hook for; the ingress's replicas and
+    autoscaling come from ``deployment.ingress``; and the ingress routes a merged copy's ``<base>:<name>`` to its
+    own deployment (:func:`_adapter_ingress_cls`). Each engine deployment's version is derived from its config
+    (:func:`_pin_version`), so redeploying with one more model leaves the running engines alone. It follows the
+    composition shown in ``ray.serve.llm.ingress.OpenAiIngress``'s docstring. The app is pickled into the
+    deployment definition, so the middleware gets only a salted digest of ``api_key`` (:class:`HashedKey`), never
+    the key.
     """
     from ray.llm._internal.serve.core.configs.openai_api_models import to_model_metadata
     from ray.llm._internal.serve.core.ingress.ingress import init as init_ingress_fastapi
     from ray.serve.llm import build_llm_deployment
     from ray.serve.llm.ingress import OpenAiIngress, make_fastapi_ingress
 
-    server = build_llm_deployment(config)
+    configs = list(configs) if isinstance(configs, list | tuple) else [configs]
+    servers = {}
+    for config in configs:
+        servers[config.model_id] = build_llm_deployment(config)
+        _pin_version(servers[config.model_id], config)
     # Ray's own app, with its exception handling, CORS and request-id middleware; ours is added last, so it runs
     # first (Starlette middleware runs last-in, first-out).
     fastapi_app = init_ingress_fastapi()
     fastapi_app.add_middleware(ApiKeyMiddleware, key=HashedKey.of(api_key) if api_key else None)
     options = ingress_deployment_options(
-        cfg.deployment.ingress, OpenAiIngress.get_deployment_options([config])
+        cfg.deployment.ingress, OpenAiIngress.get_deployment_options(configs)
     )
     options["ray_actor_options"] = {
         "num_cpus": cfg.deployment.ingress.num_cpus,
         **({"runtime_env": {"env_vars": env}} if env else {}),  # the ingress lists adapters from S3 itself
     }
-    ingress = make_fastapi_ingress(OpenAiIngress, app=fastapi_app)
-    lora_paths = {config.model_id: config.lora_config.dynamic_lora_loading_path} if config.lora_config else {}
+    ingress = make_fastapi_ingress(_adapter_ingress_cls(), app=fastapi_app)
+    lora_paths = {
+        c.model_id: c.lora_config.dynamic_lora_loading_path
+        for c in configs
+        if c.lora_config and c.lora_config.dynamic_lora_loading_path
+    }
     return serve.deployment(ingress, **options).bind(
-        llm_deployments={config.model_id: server},
-        model_cards={config.model_id: to_model_metadata(config.model_id, config)},
+        llm_deployments=servers,
+        model_cards={c.model_id: to_model_metadata(c.model_id, c) for c in configs},
         lora_paths=lora_paths,
     )
+
+
+@dataclass
+class MergedCopies:
+    """Keeps the app's merged copies in step with the adapter registry (``lora.serve_as: merged``).
+
+    :meth:`sync` merges every listed adapter that has no copy yet (or whose files changed) and redeploys the app
+    with one ``LLMServer`` per copy; the base engine's deployment keeps its version, so it is not restarted.
+    :meth:`start` runs :meth:`sync` every ``lora.poll_s`` in a thread of this process, so an adapter published to
+    a running endpoint (``automem model publish``, or ``AdapterRegistry.publish``) is served without a restart.
+    """
+
+    cfg: ServeConfig
+    registry: adapters.AdapterRegistry
+    base_config: Any
+    base_source: str
+    env: dict[str, str]
+    api_key: str | None
+    cpu: CpuChoice | None = None
+    progress: Progress = print
+    served: dict[str, tuple[str, str]] = field(default_factory=dict)
+    """``{name: (fingerprint, merged folder)}`` of the copies in the app."""
+    failed: dict[str, str] = field(default_factory=dict)
+    """``{name: fingerprint}`` of adapters that could not be merged (retried once their files change)."""
+    _missing: set[str] = field(default_factory=set)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def app(self) -> serve.Application:
+        """The app with the base model and every merged copy in :attr:`served`."""
+        configs = [self.base_config] + [
+            merged_llm_config(self.cfg, name, folder, env=self.env, cpu=self.cpu)
+            for name, (_, folder) in sorted(self.served.items())
+        ]
+        return build_app(self.cfg, configs, env=self.env, api_key=self.api_key)
+
+    def prepare(self) -> bool:
+        """Merge what the registry holds that :attr:`served` lacks; return whether the app must be redeployed.
+
+        An adapter gone from two listings in a row is dropped (a replacement unlists it for a moment).
+        """
+        listed = self.registry.fingerprints()
+        changed = False
+        for name in sorted(set(self.served) - set(listed)):
+            if name in self._missing:
+                del self.served[name]
+                self._missing.discard(name)
+                self.progress(f"adapter {name} is gone from the registry: its merged copy is removed")
+                changed = True
+            else:
+                self._missing.add(name)
+        for name, fingerprint in listed.items():
+            self._missing.discard(name)
+            if self.served.get(name, ("",))[0] == fingerprint or self.failed.get(name) == fingerprint:
+                continue
+            try:
+                with tempfile.TemporaryDirectory(prefix="automem-adapter-") as tmp:
+                    local = self.registry.download(name, Path(tmp) / name)
+                    folder = merge_adapter(local, self.base_source, progress=self.progress)
+            except Exception as exc:  # noqa: BLE001 - one bad adapter must not stop the others
+                self.failed[name] = fingerprint
+                self.progress(f"adapter {name} cannot be merged, not served: {type(exc).__name__}: {exc}")
+                continue
+            self.failed.pop(name, None)
+            self.served[name] = (fingerprint, str(folder))
+            changed = True
+        return changed
+
+    def sync(self) -> list[str]:
+        """Merge and deploy what changed in the registry; return the names served afterwards."""
+        with self._lock:
+            if self.prepare():
+                t0 = time.monotonic()
+                names = ", ".join(sorted(self.served)) or "none"
+                self.progress(f"deploying merged copies: {names}")
+                serve.run(self.app(), name=APP_NAME, route_prefix=ROUTE_PREFIX)
+                self.progress(f"merged copies deployed after {time.monotonic() - t0:.0f} s: {names}")
+            return sorted(self.served)
+
+    def start(self) -> None:
+        """Call :meth:`sync` every ``lora.poll_s`` in a daemon thread until :meth:`stop`."""
+
+        def loop() -> None:
+            while not self._stop.wait(self.cfg.lora.poll_s):
+                try:
+                    self.sync()
+                except Exception as exc:  # noqa: BLE001 - keep watching; the next poll retries
+                    self.progress(f"adapter sync failed: {type(exc).__name__}: {exc}")
+
+        self._thread = threading.Thread(target=loop, name="automem-merged-copies", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop the thread (a deploy under way finishes first)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=120)
 
 
 @dataclass
@@ -138,6 +328,8 @@ class RunningEndpoint:
     ready_s: float = 0.0
     app_name: str = APP_NAME
     """The Serve application this process deployed (the only one :func:`stop_endpoint` deletes)."""
+    merged: MergedCopies | None = None
+    """The merged copies' keeper (``lora.serve_as: merged``), watching the registry."""
 
 
 class EndpointConflict(RuntimeError):
@@ -231,16 +423,28 @@ def start_endpoint(
                 registry = adapters.AdapterRegistry(cfg.lora.registry)
         env = replica_env(cfg, local_s3, cpu)
         config = llm_config(cfg, source, env=env, registry_uri=registry.uri if registry else None, cpu=cpu)
-        app = build_app(cfg, config, env=env, api_key=api_key)
+        merged = None
+        if cfg.serves_merged and registry is not None:
+            merged = MergedCopies(cfg, registry, config, source, env, api_key, cpu, progress)
+            merged.prepare()
+            app = merged.app()
+        else:
+            app = build_app(cfg, config, env=env, api_key=api_key)
         serve.start(http_options={"host": cfg.server.host, "port": cfg.server.port})
         check_no_conflict(cfg)  # again: another process may have deployed while the S3 server started
+        copies = f" and {len(merged.served)} merged adapter copies" if merged and merged.served else ""
         progress(
-            f"deploying {cfg.model.id} on Ray Serve LLM (vLLM, {cfg.accelerator}); about 100 s on a laptop CPU"
+            f"deploying {cfg.model.id}{copies} on Ray Serve LLM (vLLM, {cfg.accelerator}); about 100 s on a "
+            "laptop CPU"
         )
         deployed = True
         _run_with_heartbeat(app, progress, t0)
         wait_until_ready(cfg.base_url, cfg.model.id, api_key=api_key, timeout_s=cfg.server.ready_timeout_s)
+        if merged is not None:
+            merged.start()
     except BaseException:
+        if merged is not None:
+            merged.stop()
         if deployed:
             _delete_app(APP_NAME)  # ours: the checks above found no app of that name
         if local_s3:
@@ -248,7 +452,9 @@ def start_endpoint(
         raise
     ready = time.monotonic() - t0
     progress(f"ready after {ready:.0f} s")
-    return RunningEndpoint(cfg.base_url, cfg.model.id, registry=registry, local_s3=local_s3, ready_s=ready)
+    return RunningEndpoint(
+        cfg.base_url, cfg.model.id, registry=registry, local_s3=local_s3, ready_s=ready, merged=merged
+    )
 
 
 def _run_with_heartbeat(app: serve.Application, progress: Progress, t0: float) -> None:
@@ -306,6 +512,8 @@ def stop_endpoint(endpoint: RunningEndpoint | None) -> None:
     started it. ``None`` (nothing was deployed) deletes nothing: an app of the same name is someone else's."""
     if endpoint is None:
         return
+    if endpoint.merged is not None:
+        endpoint.merged.stop()
     _delete_app(endpoint.app_name)
     if endpoint.local_s3 is not None:
         endpoint.local_s3.stop()

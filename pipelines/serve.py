@@ -82,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
         _err(str(exc))
         return 2
     if args.foreground:
-        return _foreground(cfg, path)
+        return _foreground(cfg, path, args.overrides)
     return _background(cfg, args.overrides, path)
 
 
@@ -152,7 +152,7 @@ def _print_cpu_choice(cfg) -> None:
         _err(choice.line())
 
 
-def _foreground(cfg, path: str) -> int:
+def _foreground(cfg, path: str, overrides: list[str]) -> int:
     from actors.cluster import connect_ray
     from actors.serve_app import start_endpoint, stop_endpoint
     from automem.serving.endpoint import running as running_endpoint
@@ -167,6 +167,7 @@ def _foreground(cfg, path: str) -> int:
         base_url=cfg.base_url,
         model_id=cfg.model.id,
         config=path,
+        overrides=list(overrides),
         log=str(state_dir() / "serve.log"),
     )
 

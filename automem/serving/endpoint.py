@@ -138,6 +138,33 @@ def stop(say: Say = _quiet) -> bool:
     return True
 
 
+def wait_for_model(base_url: str, model_id: str, timeout_s: float, say: Say = _quiet) -> float:
+    """Poll until a one-token chat completion for ``model_id`` answers 200 (a newly published adapter's merged copy
+    takes a merge and an engine start); return the seconds waited.
+
+    Raises:
+        EndpointError: not served within ``timeout_s`` (the last answer is in the message).
+    """
+    body = {"model": model_id, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 1}
+    t0 = time.monotonic()
+    last, said = "no answer", 0.0
+    while time.monotonic() - t0 < timeout_s:
+        try:
+            resp = httpx.post(f"{base_url}/chat/completions", json=body, headers=auth_headers(), timeout=120)
+            if resp.status_code == 200:
+                return time.monotonic() - t0
+            last = f"HTTP {resp.status_code}: {resp.text[:200]}"
+        except httpx.HTTPError as exc:
+            last = repr(exc)
+        if time.monotonic() - said >= 15:
+            said = time.monotonic()
+            say(f"  ... waiting for {model_id} ({said - t0:.0f} s)")
+        time.sleep(2.0)
+    raise EndpointError(
+        f"{model_id} was not served within {timeout_s:.0f} s ({last}); see `automem serve --status`"
+    )
+
+
 def ensure_embedded(config: str | None = None, say: Say = _quiet) -> tuple[str, str | None]:
     """The running endpoint's base URL, starting the embedded one in the background first if none runs.
 

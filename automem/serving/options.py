@@ -19,10 +19,13 @@ def cpu_choice(cfg: ServeConfig) -> CpuChoice | None:
     return machine_cpu_engine(cfg.engine) if cfg.accelerator == "cpu" else None
 
 
-def engine_kwargs(cfg: ServeConfig, cpu: CpuChoice | None = None) -> dict[str, Any]:
+def engine_kwargs(
+    cfg: ServeConfig, cpu: CpuChoice | None = None, *, lora: bool | None = None
+) -> dict[str, Any]:
     """vLLM engine arguments from the config.
 
     On the CPU the dtype is ``cpu``'s (default: :func:`cpu_choice` on this machine), which resolves ``auto``.
+    LoRA is on when the config serves adapters as LoRA (``lora`` overrides that: False for a merged copy's engine).
 
     Raises:
         ValueError: ``engine.extra`` sets a generated key (the config validator already refuses that; this guards
@@ -40,7 +43,7 @@ def engine_kwargs(cfg: ServeConfig, cpu: CpuChoice | None = None) -> dict[str, A
         value = getattr(eng, name)
         if value is not None:
             kwargs[name] = value
-    if cfg.lora.enabled:
+    if cfg.serves_lora if lora is None else lora:
         kwargs.update(
             enable_lora=True, max_lora_rank=cfg.lora.max_rank, max_loras=cfg.lora.max_adapters_per_replica
         )
@@ -88,15 +91,36 @@ def ingress_deployment_options(ingress: IngressConfig, defaults: dict[str, Any])
     return options
 
 
-def cpu_engine_env(cfg: ServeConfig, cpu: CpuChoice | None = None) -> dict[str, str]:
+def cpu_engine_env(cfg: ServeConfig, cpu: CpuChoice | None = None, *, merged: bool = False) -> dict[str, str]:
     """The CPU build's engine settings that vLLM reads from the environment (KV-cache size, thread binding);
-    none for a GPU config. The binding is ``cpu``'s (default: :func:`cpu_choice` on this machine)."""
+    none for a GPU config. The binding is ``cpu``'s (default: :func:`cpu_choice` on this machine). ``merged``:
+    for a merged copy's engine (``lora.merged_kv_cache_gib``)."""
     env: dict[str, str] = {}
     if cfg.accelerator != "cpu":
         return env
-    if cfg.engine.cpu_kv_cache_gib is not None:
-        env["VLLM_CPU_KVCACHE_SPACE"] = str(cfg.engine.cpu_kv_cache_gib)  # vLLM parses it with int()
+    kv = cfg.lora.merged_kv_cache_gib if merged else cfg.engine.cpu_kv_cache_gib
+    if kv is not None:
+        env["VLLM_CPU_KVCACHE_SPACE"] = str(kv)  # vLLM parses it with int()
     bind = (cpu or machine_cpu_engine(cfg.engine)).threads_bind
     if bind is not None:
         env["VLLM_CPU_OMP_THREADS_BIND"] = bind
     return env
+
+
+def merged_deployment_config(cfg: ServeConfig) -> dict[str, Any]:
+    """``LLMConfig.deployment_config`` for a merged copy's engine: one replica (an adapter's traffic is a share of
+    the base's), the base's ``max_ongoing_requests``. The replica actor reserves no CPU of its own (Serve LLM adds
+    one by default to the engine's bundle), so a copy reserves ``lora.merged_num_cpus`` in all."""
+    return {
+        "max_ongoing_requests": cfg.deployment.max_ongoing_requests,
+        "num_replicas": 1,
+        "ray_actor_options": {"num_cpus": 0},
+    }
+
+
+def merged_placement(cfg: ServeConfig) -> dict[str, Any] | None:
+    """``LLMConfig.placement_group_config`` for a merged copy's engine: ``lora.merged_num_cpus`` logical CPUs on
+    the CPU (Serve LLM's default bundle is one whole CPU); None (Serve LLM's default) on GPUs."""
+    if cfg.accelerator != "cpu":
+        return None
+    return {"bundles": [{"CPU": cfg.lora.merged_num_cpus}], "strategy": "PACK"}

@@ -32,6 +32,8 @@ class EndpointState:
     """The base model's id."""
     config: str | None = None
     """The config file it was started from."""
+    overrides: list[str] = field(default_factory=list)
+    """The ``key=value`` overrides it was started with (on top of :attr:`config`)."""
     phase: str = "starting"
     """``starting``, ``ready`` or ``failed``."""
     message: str = ""

@@ -121,7 +121,9 @@ def test_local_adapter_folder(tmp_path):
         (src / f).write_text("x")
     root = tmp_path / "registry"
     adapters.save_local(src, "one", root=root)
-    adapters.save_local(src, "one", root=root)  # replacing is fine
+    adapters.save_local(src, "one", root=root)  # replacing is the library's default
+    with pytest.raises(adapters.AdapterExists, match="--replace"):
+        adapters.save_local(src, "one", root=root, replace=False)
     assert adapters.list_local(root) == ["one"]
 
 
@@ -188,7 +190,7 @@ def test_engine_extra_may_not_override_generated_keys():
         parse_config({"engine": {"extra": {"enable_lora": False, "max_model_len": 8, "seed": 1}}})
     assert "engine.extra" in str(exc.value)
     assert "enable_lora, max_model_len" in str(exc.value)
-    kwargs = engine_kwargs(parse_config({"engine": {"extra": {"seed": 1}}}))
+    kwargs = engine_kwargs(parse_config({"engine": {"extra": {"seed": 1}}, "lora": {"serve_as": "lora"}}))
     assert kwargs["seed"] == 1 and kwargs["enable_lora"] is True
 
 
