@@ -331,6 +331,24 @@ class RunningEndpoint:
     merged: MergedCopies | None = None
     """The merged copies' keeper (``lora.serve_as: merged``), watching the registry."""
 
+    def publish(
+        self, local_dir: str | Path, name: str, *, api_key: str | None = None, timeout_s: float = 900.0
+    ) -> str:
+        """Publish an adapter to this endpoint's registry and return ``<base id>:<name>`` once it answers.
+
+        With merged copies this merges and deploys it now (rather than at the next poll); with LoRA the base
+        engine loads it on the first request. For tests and scripts that hold the endpoint; users run
+        ``automem model publish``.
+        """
+        if self.registry is None:
+            raise RuntimeError("this endpoint serves no adapters (lora.enabled is false)")
+        self.registry.publish(local_dir, name)
+        if self.merged is not None:
+            self.merged.sync()
+        model = f"{self.model_id}:{name}"
+        wait_until_ready(self.base_url, model, api_key=api_key, timeout_s=timeout_s)
+        return model
+
 
 class EndpointConflict(RuntimeError):
     """Deploying would replace or shadow another endpoint on the same Ray cluster; nothing was changed."""

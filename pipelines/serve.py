@@ -21,9 +21,10 @@ import os
 import signal
 import sys
 
-DESCRIPTION = """Start the model endpoint (Ray Serve LLM running vLLM; by default SmolLM2-135M on the CPU with LoRA adapters by
-name), wait until it answers a chat request, and print its base URL (http://127.0.0.1:8000/v1) as the last line.
-It keeps running in the background; `automem chat "hello"` talks to it, `automem serve --stop` stops it."""
+DESCRIPTION = """Start the model endpoint (Ray Serve LLM running vLLM; by default SmolLM2-135M on the CPU with adapters by
+name, <base>:<adapter>, each served as a merged copy), wait until it answers a chat request, and print its base URL
+(http://127.0.0.1:8000/v1) as the last line. It keeps running in the background; `automem chat "hello"` talks to it,
+`automem model publish DIR NAME` adds an adapter to it, `automem serve --stop` stops it."""
 
 EPILOG = """The config (default: deploy/serve-embedded.yaml of the installed project) is strict: unknown or invalid fields
 are named. See deploy/serve-gpu.yaml for a GPU cluster.
