@@ -97,3 +97,50 @@ def test_published_adapter_is_served_as_a_merged_copy_without_restarting_the_bas
     assert {ep.model_id, model} <= ids
     (info,) = [i for i in ep.registry.describe() if i.name == NAME]
     assert info.rank == 8 and "dataset ds-test" in info.line() and "loss 2.5->1.25" in info.line()
+
+
+def test_app_with_merged_copies_pins_engine_versions_and_routes_exact_ids():
+    """No cluster needed: the app's engine deployments keep their versions when a model is added (so Serve keeps
+    their replicas), a merged copy reserves lora.merged_num_cpus, and the ingress sends an exact id to its own
+    deployment, a LoRA id to the base's engine, and an undeployed adapter of a base without LoRA to a 404."""
+    from fastapi import HTTPException
+    from ray.serve._private.build_app import build_app as build_deployments
+
+    from actors.serve_app import _adapter_ingress_cls, build_app, llm_config, merged_llm_config
+    from automem.serving.config import ServeConfig
+    from automem.serving.cpu import CpuChoice
+
+    cfg = ServeConfig()
+    cpu = CpuChoice(dtype="float32", threads_bind="0-1", dtype_reason="test", bind_reason="test")
+    base = llm_config(cfg, "/models/base", env={}, cpu=cpu)
+    assert "enable_lora" not in base.engine_kwargs and base.lora_config is None
+    merged = merged_llm_config(cfg, "mem", "/models/merged", env={}, cpu=cpu)
+    assert merged.model_id == "smollm2-135m:mem" and "enable_lora" not in merged.engine_kwargs
+
+    def deployments(configs):
+        app = build_app(cfg, configs, env={}, api_key=None)
+        return {d.name: d for d in build_deployments(app, name="t").deployments}
+
+    one, two = deployments([base]), deployments([llm_config(cfg, "/models/base", env={}, cpu=cpu), merged])
+    engine = "LLMServer:smollm2-135m"
+    assert one[engine].version == two[engine].version and one[engine].version.startswith("automem-")
+    copy = two["LLMServer:smollm2-135m:mem"]
+    assert copy._replica_config.placement_group_bundles[0]["CPU"] == cfg.lora.merged_num_cpus
+    assert copy._replica_config.ray_actor_options["runtime_env"]["env_vars"]["VLLM_CPU_KVCACHE_SPACE"] == "1"
+
+    class Handle:
+        def __init__(self, name):
+            self.name = name
+
+        def options(self, **kw):
+            return (self.name, kw.get("multiplexed_model_id"))
+
+    cls = _adapter_ingress_cls()
+    ingress = cls({"b": Handle("b"), "b:mem": Handle("b:mem")}, {"b": {}, "b:mem": {}})
+    assert ingress._get_configured_serve_handle("b:mem") == ("b:mem", None)
+    assert ingress._get_configured_serve_handle("b") == ("b", None)
+    with pytest.raises(HTTPException) as exc:
+        ingress._get_configured_serve_handle("b:other")
+    assert exc.value.status_code == 404 and "not deployed" in exc.value.detail
+    lora = cls({"b": Handle("b")}, {"b": {}}, lora_paths={"b": "s3://x/lora"})
+    assert lora._get_configured_serve_handle("b:other") == ("b", "b:other")

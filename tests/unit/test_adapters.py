@@ -255,3 +255,41 @@ def test_merge_key_follows_the_adapter_content(tmp_path):
     assert merge_key(a, base) == key
     (a / "adapter_model.safetensors").write_bytes(b"other weights")
     assert merge_key(a, base) != key
+
+
+def test_merge_adapter_adds_the_lora_delta_and_is_cached(tmp_path):
+    """A tiny llama: the merged q_proj is W + scale * B @ A, the tokenizer-side files come along, and a second call
+    returns the cached folder without merging again."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from safetensors.torch import load_file
+    from transformers import AutoModelForCausalLM, LlamaConfig
+
+    from automem.serving import merge
+
+    torch.manual_seed(0)
+    base_dir, adapter_dir = tmp_path / "base", tmp_path / "adapter"
+    config = LlamaConfig(
+        hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2, vocab_size=64
+    )
+    AutoModelForCausalLM.from_config(config).save_pretrained(base_dir)
+    (base_dir / "tokenizer.json").write_text("{}")
+    (base_dir / "automem-prepared.json").write_text("{}")
+    model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
+    lora = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj"], init_lora_weights=False)
+    get_peft_model(model, lora).save_pretrained(adapter_dir)
+
+    said: list[str] = []
+    out = merge.merge_adapter(adapter_dir, base_dir, root=tmp_path / "merged", progress=said.append)
+    assert merge.is_merged(out) and out.name == merge.merge_key(adapter_dir, base_dir) and len(said) == 1
+    assert (out / "tokenizer.json").is_file() and not (out / "automem-prepared.json").exists()
+    w = load_file(str(base_dir / "model.safetensors"))["model.layers.0.self_attn.q_proj.weight"]
+    ad = load_file(str(adapter_dir / "adapter_model.safetensors"))
+    a = next(v for k, v in ad.items() if "q_proj.lora_A" in k)
+    b = next(v for k, v in ad.items() if "q_proj.lora_B" in k)
+    merged = load_file(str(out / "model.safetensors"))["model.layers.0.self_attn.q_proj.weight"]
+    assert torch.allclose(merged, w + (8 / 4) * b @ a, atol=1e-5) and not torch.allclose(merged, w)
+    assert merge.merge_adapter(adapter_dir, base_dir, root=tmp_path / "merged", progress=said.append) == out
+    assert len(said) == 1  # cached: not merged again
+    with pytest.raises(FileNotFoundError, match="lora.serve_as=lora"):
+        merge.merge_adapter(adapter_dir, "Qwen/Qwen2.5-7B-Instruct", root=tmp_path / "merged")
