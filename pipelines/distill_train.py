@@ -9,7 +9,14 @@ Overrides are ``key=value`` fields of ``DistillConfig`` (``automem/training/conf
 (first and last step), train tokens/s, and the adapter's folder (``<out>/adapter/``: ``adapter_config.json``,
 ``adapter_model.safetensors``, then ``training.json``, written last). Exit status: 0, or 2 for bad input (not a
 complete dataset, fewer rows than the preset's ``min_examples`` without ``force=true``, an unknown field or preset,
-a base model that is not a model folder, an ``<out>/adapter`` already there), with nothing written there.
+a base model that is not a model folder, an ``<out>/adapter`` already there, a ``lora_rank`` the serve config
+cannot load), with nothing written there.
+
+``--serve-config`` names the endpoint the adapter is for (default: the embedded endpoint's config): when it serves
+adapters as LoRA (``lora.serve_as: lora``), a ``lora_rank`` above its ``lora.max_rank`` is refused before training
+starts (vLLM's engine dies on such an adapter); the message names the ``lora.max_rank`` to set. Training the same
+command again after a killed run resumes from the run's last checkpoint (``save_steps``; same ``--out`` and
+overrides, so the same run name and checkpoint storage).
 """
 
 from __future__ import annotations
@@ -41,6 +48,11 @@ def register(verbs: argparse._SubParsersAction) -> None:
         "--address", help="Ray cluster address (default: RAY_ADDRESS, a running local one, or a new one)"
     )
     t.add_argument(
+        "--serve-config",
+        metavar="YAML",
+        help="the serve config the adapter is for; its lora.max_rank bounds lora_rank (default: the embedded one)",
+    )
+    t.add_argument(
         "overrides", nargs="*", metavar="KEY=VALUE", help="DistillConfig fields, e.g. max_steps=10"
     )
     t.set_defaults(func=run_train)
@@ -55,6 +67,7 @@ def run_train(args: argparse.Namespace) -> int:
         config = load_distill_config(
             dataset=args.dataset, preset=args.preset, path=args.config, overrides=args.overrides
         )
+        check_serve_rank(config.lora_rank, args.serve_config)
         result = train_adapter(config, args.out, RayTrainLauncher(args.address), progress=say)
     except (ConfigError, TrainingError) as exc:
         return fail(_COMMAND, str(exc))
@@ -68,3 +81,22 @@ def run_train(args: argparse.Namespace) -> int:
     )
     print(f"adapter: {result.adapter_dir}")
     return 0
+
+
+def check_serve_rank(rank: int, serve_config: str | None) -> None:
+    """Refuse a LoRA ``rank`` that the serve config (a YAML path; None: the embedded one) cannot load.
+
+    Raises:
+        TrainingError: the rank is above the config's ``lora.max_rank`` while it serves adapters as LoRA (the
+            message names the value to set).
+        ConfigError: the serve config does not load.
+    """
+    from automem.serving.adapters import check_rank_fits
+    from automem.serving.config import load_config
+    from automem.training import TrainingError
+
+    serve = load_config(serve_config)
+    try:
+        check_rank_fits(rank, serve)
+    except ValueError as exc:
+        raise TrainingError(str(exc)) from None

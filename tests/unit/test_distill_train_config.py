@@ -209,3 +209,34 @@ def test_metrics_of_a_resumed_run_count_only_this_attempts_tokens(tmp_path):
     assert (m["steps"], m["resumed_from_step"], m["steps_run"]) == (4, 2, 2)
     assert m["losses"] == [3.0, 2.0, 1.5, 1.0]
     assert m["train_tokens"] == 180 and m["train_tokens_per_s"] == 20.0
+
+
+def test_the_cli_refuses_a_rank_the_serve_config_cannot_load(tmp_path, capsys):
+    try:
+        from automem.serving.adapters import check_rank_fits  # noqa: F401
+    except ImportError:
+        pytest.skip("automem.serving.adapters.check_rank_fits is not there yet (another change adds it)")
+    from pipelines.cli import main
+
+    folder = write_dataset(tmp_path, 3)
+    serve = tmp_path / "serve.yaml"
+    serve.write_text("lora:\n  serve_as: lora\n  max_rank: 8\n")
+    argv = [
+        "distill",
+        "train",
+        "--dataset",
+        str(folder),
+        "--preset",
+        "cpu-small",
+        "--out",
+        str(tmp_path / "o"),
+    ]
+    code = main([*argv, "--serve-config", str(serve)])  # cpu-small trains rank 16
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "automem distill train:" in err and "lora.max_rank=16" in err
+    assert not (tmp_path / "o").exists()
+    # Rank 8 fits; the embedded config (merged copies) takes any rank: both go on to the dataset check.
+    assert main([*argv, "--serve-config", str(serve), "lora_rank=8"]) == 2
+    assert "below min_examples" in capsys.readouterr().err
+    assert main(argv) == 2 and "below min_examples" in capsys.readouterr().err
