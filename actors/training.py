@@ -24,6 +24,7 @@ import ray.data
 import ray.train
 from ray.train import Checkpoint, DataConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
+from ray.train.v2.api.data_parallel_trainer import DataParallelTrainer
 
 from actors.cluster import connect_ray
 from automem import env_vars
@@ -137,7 +138,11 @@ class RayTrainLauncher:
             storage = {"storage_path": storage_path[len("s3://") :], "storage_filesystem": s3_filesystem()}
         dataset = str(config_dict["dataset"])
         dataset_id = str(read_manifest(dataset).get("dataset_id", ""))
-        trainer = TorchTrainer(
+        workers = int(config_dict.get("num_workers") or 1)
+        # One worker has no one to synchronise with: DataParallelTrainer starts it without a torch process group,
+        # so the HF trainer runs single-process (no DDP wrapper, no gloo all-reduce or metric gathers per step).
+        trainer_cls = TorchTrainer if workers > 1 else DataParallelTrainer
+        trainer = trainer_cls(
             _train_worker,
             train_loop_config={
                 "config": config_dict,
@@ -148,7 +153,7 @@ class RayTrainLauncher:
             # Unsplit, in file order: see RayTrainHooks.rows.
             dataset_config=DataConfig(datasets_to_split=[], execution_options=_ordered()),
             scaling_config=ScalingConfig(
-                num_workers=int(config_dict.get("num_workers") or 1),
+                num_workers=workers,
                 use_gpu=use_gpu,
                 resources_per_worker={"CPU": CPUS_PER_WORKER, **({"GPU": 1} if use_gpu else {})},
             ),

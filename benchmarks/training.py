@@ -101,12 +101,14 @@ def main() -> None:
         t0 = time.perf_counter()
         plain = train_adapter(config, Path(tmp) / "plain", LocalLauncher())
         plain_wall = time.perf_counter() - t0
+        plain_load = os.getloadavg()[0]
 
         from actors.training import RayTrainLauncher
 
         t0 = time.perf_counter()
         on_ray = train_adapter(config, Path(tmp) / "ray", RayTrainLauncher("local"))
         ray_wall = time.perf_counter() - t0
+        ray_load = os.getloadavg()[0]
 
     p, r = plain.metrics, on_ray.metrics
     print(
@@ -115,6 +117,14 @@ def main() -> None:
                 "trl_tokens_per_s": round(p["train_tokens_per_s"], 1),
                 "ray_train_tokens_per_s": round(r["train_tokens_per_s"], 1),
                 "ray_train_vs_trl_throughput": round(r["train_tokens_per_s"] / p["train_tokens_per_s"], 3),
+                # Tokens per CPU-second of the training process: on a shared machine the wall-clock ratio mostly
+                # measures the neighbours; this one measures the work each run did per token.
+                "trl_tokens_per_cpu_s": round(p["train_tokens"] / p["train_cpu_s"], 1),
+                "ray_train_tokens_per_cpu_s": round(r["train_tokens"] / r["train_cpu_s"], 1),
+                "ray_train_vs_trl_cpu_efficiency": round(
+                    (r["train_tokens"] / r["train_cpu_s"]) / (p["train_tokens"] / p["train_cpu_s"]), 3
+                ),
+                "load_avg_1m": [round(x, 1) for x in (plain_load, ray_load)],
                 "ray_train_overhead_s": round(ray_wall - plain_wall, 1),
                 "trl_wall_s": round(plain_wall, 1),
                 "ray_train_wall_s": round(ray_wall, 1),

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -101,7 +102,8 @@ def train_loop(config_dict: dict[str, Any], hooks: TrainHooks | None = None) -> 
     Returns:
         The run's metrics: ``train_loss``, ``losses`` (one per logged step), ``first_loss``, ``last_loss``,
         ``steps`` (the global step reached), ``resumed_from_step`` (0 unless resumed from a checkpoint),
-        ``steps_run`` (by this attempt), ``train_tokens`` (this attempt's), ``train_runtime_s``, ``train_tokens_per_s``, ``examples``,
+        ``steps_run`` (by this attempt), ``train_tokens`` (this attempt's), ``train_runtime_s``,
+        ``train_tokens_per_s``, ``train_cpu_s`` (this process's CPU seconds in ``train()``), ``examples``,
         ``dropped_too_long``, ``precision`` and its reason, ``threads``, ``world_size``, ``dataset_id``.
 
     Raises:
@@ -181,9 +183,13 @@ def train_loop(config_dict: dict[str, Any], hooks: TrainHooks | None = None) -> 
         trainer = hooks.prepare(trainer)
         resume = hooks.resume_from()
         resumed_from_step = checkpoint_step(resume) if resume else 0
+        cpu0 = time.process_time()
         output = trainer.train(resume_from_checkpoint=resume)
         metrics = _metrics(trainer.state.log_history, output, resumed_from_step)
         metrics.update(
+            # This process's CPU time (all its threads) while training: tokens per CPU-second compares runs on a
+            # shared machine, where wall-clock tokens/s mostly measures the neighbours.
+            train_cpu_s=time.process_time() - cpu0,
             examples=len(examples),
             dropped_too_long=dropped,
             precision=precision,
