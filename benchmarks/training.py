@@ -11,7 +11,9 @@ as in real Crafter turns), with one worker of ``--threads`` torch threads: in th
 
 - ``trl_tokens_per_s`` and ``ray_train_tokens_per_s``: train tokens (prompt and completion, as TRL counts
   ``num_tokens``) over the trainer's own ``train_runtime``, so model loading and Ray's start-up are left out;
-- ``ray_train_vs_trl_throughput``: their ratio (target at least 0.9);
+- ``ray_train_vs_trl_throughput``: their ratio (target at least 0.9). On a shared 2-core machine it mostly measures
+  the CPU share each run got (it swung from 0.5 to 4 in busy minutes): read it with ``load_avg_1m`` and
+  ``ray_train_vs_trl_cpu_efficiency`` (tokens per CPU-second of the training process, Ray over plain);
 - ``ray_train_overhead_s``: the Ray run's wall time minus the plain run's (start-up, worker, checkpoint copy);
 - losses, precision and threads, so a figure can be read against the run it came from.
 """
