@@ -14,6 +14,9 @@ as in real Crafter turns), with one worker of ``--threads`` torch threads: in th
 - ``ray_train_vs_trl_throughput``: their ratio (target at least 0.9). On a shared 2-core machine it mostly measures
   the CPU share each run got (it swung from 0.5 to 4 in busy minutes): read it with ``load_avg_1m`` and
   ``ray_train_vs_trl_cpu_efficiency`` (tokens per CPU-second of the training process, Ray over plain);
+- ``dataset_build_s_per_10k_turns``: building a ``utility+outcome`` dataset (selection with provenance and
+  post-process) from a synthetic store, on one core, per 10,000 memory turns (target at most 10 s;
+  ``benchmarks/distill_dataset.py`` alone prints its details);
 - ``ray_train_overhead_s``: the Ray run's wall time minus the plain run's (start-up, worker, checkpoint copy);
 - losses, precision and threads, so a figure can be read against the run it came from.
 """
@@ -112,6 +115,10 @@ def main() -> None:
         ray_wall = time.perf_counter() - t0
         ray_load = os.getloadavg()[0]
 
+    # Selection with provenance and post-process, on one core (benchmarks/distill_dataset.py).
+    from benchmarks.distill_dataset import dataset_build_figures
+
+    build = dataset_build_figures(10_000)
     p, r = plain.metrics, on_ray.metrics
     print(
         json.dumps(
@@ -119,6 +126,7 @@ def main() -> None:
                 "trl_tokens_per_s": round(p["train_tokens_per_s"], 1),
                 "ray_train_tokens_per_s": round(r["train_tokens_per_s"], 1),
                 "ray_train_vs_trl_throughput": round(r["train_tokens_per_s"] / p["train_tokens_per_s"], 3),
+                "dataset_build_s_per_10k_turns": build["dataset_build_s_per_10k_turns"],
                 # Tokens per CPU-second of the training process: on a shared machine the wall-clock ratio mostly
                 # measures the neighbours; this one measures the work each run did per token.
                 "trl_tokens_per_cpu_s": round(p["train_tokens"] / p["train_cpu_s"], 1),

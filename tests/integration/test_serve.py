@@ -36,12 +36,12 @@ def _text(resp) -> str:
 
 @pytest.fixture(scope="module")
 def probe_adapter(embedded_endpoint, tmp_path_factory):
-    """A LoRA adapter trained for a few steps, published to the running endpoint's registry as ``probe``."""
+    """A LoRA adapter trained for a few steps, published to the running endpoint as ``probe`` (served as a merged
+    copy, the embedded default, once this returns)."""
     out = tmp_path_factory.mktemp("probe-adapter")
     losses = train_tiny_adapter(embedded_endpoint.model_dir, out)
     assert losses["loss_last"] < losses["loss_first"] / 10, losses
-    embedded_endpoint.registry.publish(out, "probe")
-    embedded_endpoint.adapters.append("probe")
+    embedded_endpoint.publish(out, "probe")
     return out
 
 
@@ -180,17 +180,19 @@ def test_unknown_model_is_a_clear_404(embedded_endpoint):
     assert "no-such-model" in resp.text
 
 
-def test_lora_adapter_by_name_matches_offline_engine_and_transformers(embedded_endpoint, probe_adapter):
+def test_adapter_by_name_matches_offline_lora_engine_and_transformers(embedded_endpoint, probe_adapter):
+    """The endpoint's merged copy, vLLM's LoRA path (the offline engine, as GPU configs serve adapters) and
+    transformers' merged model agree on the adapter's greedy output."""
     ep = embedded_endpoint
     base = _text(_chat(ep, ep.model_id, PROBE, max_tokens=16))
     adapted = _text(_chat(ep, f"{ep.model_id}:probe", PROBE, max_tokens=16))
     assert adapted != base, "the trained adapter must change the greedy output"
     offline = offline_vllm_greedy(ep.model_dir, probe_adapter, PROBE, max_tokens=16)
-    assert adapted == offline["adapter"]
     assert base == offline["base"]
-    # transformers merges the adapter into the weights; vLLM applies it beside them: the first 8 tokens only.
+    # Merged weights, LoRA beside the weights, and transformers' kernels round differently: the first 8 tokens.
     reference = transformers_greedy(ep.model_dir, probe_adapter, PROBE, max_new_tokens=8)
     assert adapted.startswith(reference), (adapted, reference)
+    assert offline["adapter"].startswith(reference), (offline["adapter"], reference)
 
 
 def test_chat_cli_against_the_endpoint(embedded_endpoint, capsys):
