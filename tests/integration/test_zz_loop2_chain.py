@@ -72,7 +72,7 @@ def test_rollout_dataset_train_publish_and_two_model_rollout(embedded_endpoint, 
     res = _cli(
         "distill", "train", "--dataset", str(folder), "--preset", "cpu-small", "--out", str(tmp_path / "train"),
         "--address", address,
-        "max_steps=4", "batch_size=4", "learning_rate=5.0e-3", "num_workers=1", "threads_per_worker=2",
+        "max_steps=4", "learning_rate=5.0e-3", "num_workers=1", "threads_per_worker=2",
         "min_examples=8",
         env=env,
     )  # fmt: skip
