@@ -98,7 +98,8 @@ def offline_vllm_greedy(
     from automem.serving.config import load_config
     from automem.serving.options import cpu_engine_env, engine_kwargs
 
-    cfg = load_config(ROOT / "deploy/serve-embedded.yaml")
+    # The embedded config with vLLM's LoRA path on (it serves adapters as merged copies by default).
+    cfg = load_config(ROOT / "deploy/serve-embedded.yaml", ["lora.serve_as=lora"])
     env = dict(os.environ, **cpu_engine_env(cfg), PYTHONPATH=str(ROOT))
     env["VLLM_CPU_KVCACHE_SPACE"] = "1"
     request = json.dumps(
