@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import argparse
 
-from pipelines import distill_train
+from pipelines import distill_eval, distill_train
 from pipelines._common import fail
 
 _COMMAND = "distill dataset"
@@ -57,7 +57,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     d.add_argument("--out", required=True, metavar="ROOT2", help="output root: folder or s3://")
     d.set_defaults(func=run_dataset)
     distill_train.register(verbs)
-    p.set_defaults(func=lambda _a: fail("distill", "choose a verb: dataset or train"))
+    distill_eval.register(verbs)
+    p.set_defaults(func=lambda _a: fail("distill", "choose a verb: dataset, train or eval"))
 
 
 def run_dataset(args: argparse.Namespace) -> int:

@@ -1,0 +1,99 @@
+"""`automem distill eval` on a stub-model store: every chosen turn is asked again of both models in both modes,
+scored against the memory before it, and compared paired; bad input exits 2 naming the fix."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from automem.distill.turn_eval import METRICS, MODES, select_turns
+from automem.rollout import RolloutConfig, run_rollout
+from pipelines.cli import main
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory, stub_model_module):
+    root = tmp_path_factory.mktemp("store")
+    stub = stub_model_module
+    run_rollout(
+        RolloutConfig(
+            env="crafter-v0",
+            episodes=3,
+            seeds="1-3",
+            max_steps=3,
+            model="stub",
+            endpoint=stub.url,
+            out=str(root),
+            run_id="r1",
+            executor="local",
+        )
+    )
+    return root, stub
+
+
+@pytest.fixture(scope="module")
+def stub_model_module():
+    from automem.llm.stub_server import spawn
+
+    proc, url = spawn(0.0, 0.0, 0.0, 3600.0)
+
+    class Stub:
+        pass
+
+    stub = Stub()
+    stub.url = url
+    yield stub
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+def test_select_turns_takes_the_chosen_seeds_with_their_grammar_and_memory(store):
+    root, _ = store
+    turns = select_turns(str(root), seeds="2-3")
+    assert turns and {t.turn.key[1].split("-s")[-1] for t in turns} == {"2", "3"}
+    assert all(t.constraint and t.turn.phase == "log" for t in turns)
+    first = [t for t in turns if t.turn.key[3] == 0]
+    later = [t for t in turns if t.turn.key[3] == 2]
+    # The stub appends a note each LOG turn: memory before step 2 holds what steps 0 and 1 wrote.
+    assert first and all("step note" not in t.files.get("notes.md", "") for t in first)
+    assert later and all(t.files["notes.md"].count("step note") >= 2 for t in later)
+    assert len(select_turns(str(root), seeds="1-3", limit=4)) == 4
+
+
+def test_eval_cli_compares_both_models_in_both_modes(store, tmp_path, capsys):
+    root, stub = store
+    out = tmp_path / "eval.json"
+    rc = main(
+        ["distill", "eval", "--from", str(root), "--seeds", "1-3", "--adapter", "spec", "--endpoint", stub.url,
+         "--model", "stub", "--json", str(out)]
+    )  # fmt: skip
+    text = capsys.readouterr().out
+    assert rc == 0, text
+    data = json.loads(out.read_text())
+    n = len(select_turns(str(root), seeds="1-3"))
+    assert len(data["scores"]) == n * 2 * len(MODES)
+    assert {(c["mode"], c["metric"]) for c in data["comparisons"]} == {(m, k) for m in MODES for k in METRICS}
+    constrained = [s for s in data["scores"] if s["mode"] == "constrained"]
+    # The stub always satisfies the grammar: every constrained answer is well-formed and runs.
+    assert all(s["wellformed_share"] == 1.0 and s["n_ops"] >= 1 for s in constrained)
+    assert {s["model"] for s in data["scores"]} == {"stub", "stub:spec"}
+    assert "wellformed_share" in text and "95% interval" in text and f"{n} turns, paired" in text
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--seeds", "99"], "no committed log turn of seeds 99"),
+        (["--endpoint", "http://127.0.0.1:9/v1"], "not reachable"),
+        (["--limit", "0"], "--limit must be at least 1"),
+    ],
+)
+def test_eval_bad_input_exits_2_with_one_line(store, capsys, args, expected):
+    root, stub = store
+    argv = ["distill", "eval", "--from", str(root), "--adapter", "spec", "--model", "stub"]
+    if "--endpoint" not in args:
+        argv += ["--endpoint", stub.url]
+    assert main(argv + args) == 2
+    err = capsys.readouterr().err
+    assert expected in err, err
