@@ -124,6 +124,9 @@ class TurnScore:
     writes: int = 0
     redundant_writes: int = 0
     repeated_ops: int = 0
+    writes_read_later: int | None = None
+    """The answer's successful writes at least one of whose lines a later read of the episode returned (the
+    episode's recorded operations after the turn, replayed on the answer's memory); None when not asked for."""
 
     @property
     def n_failed(self) -> int:
@@ -135,6 +138,9 @@ def score_answer(
     completion: str,
     scaffold: Scaffold,
     phase: str = "log",
+    *,
+    later: Sequence[Mapping[str, Any]] | None = None,
+    step: int = 1,
 ) -> TurnScore:
     """Parse ``completion`` as a memory turn of ``phase`` and score its operations on a copy of ``memory``.
 
@@ -143,6 +149,10 @@ def score_answer(
         completion: the model's answer.
         scaffold: gives the enabled operations (PLAN: the read-only ones) and the quotas.
         phase: ``log`` or ``plan`` (PLAN may only read, as in the live run).
+        later: the episode's ``memory_ops`` rows after this turn; given, ``writes_read_later`` is measured by
+            replaying them after the answer (their recorded outcomes kept: a later write that failed live is
+            skipped, as in ``analyse_ops``).
+        step: the turn's step (orders the answer before ``later``).
     """
     if isinstance(memory, MemoryStore):
         files = {name: memory.backend.read(name) for name in memory.index}
@@ -152,7 +162,7 @@ def score_answer(
     log = OpLog()
     store = MemoryStore(DictBackend(files), scaffold.quotas, on_record=log.append)
     parsed = parse(completion, enabled)
-    results = execute(store, parsed, enabled=enabled, read_only=phase == "plan", step=1, phase=phase)
+    results = execute(store, parsed, enabled=enabled, read_only=phase == "plan", step=step, phase=phase)
     n_ops = sum(r.ok or r.error_kind not in MALFORMED_KINDS for r in results)
     # The rebuilt memory enters as uncounted initial files, so only the answer's operations are measured.
     init = [
@@ -160,7 +170,14 @@ def score_answer(
         | {"read_only": False, "error_kind": None, "output_chars": 0}
         for k, (name, text) in enumerate(sorted(files.items()))
     ]
-    q = analyse_ops([*init, *(r.to_dict() for r in log)])
+    answer = [r.to_dict() for r in log]
+    q = analyse_ops([*init, *answer])
+    read_later = None
+    if later is not None:
+        full = sorted([*init, *answer, *later], key=op_order)
+        mine = {i for i, row in enumerate(full) if any(row is a for a in answer)}
+        linked = analyse_ops(full).links
+        read_later = len({w for _, w in linked if w in mine})
     return TurnScore(
         n_lines=len(parsed),
         n_ops=n_ops,
@@ -169,6 +186,7 @@ def score_answer(
         writes=q.writes,
         redundant_writes=q.redundant_writes,
         repeated_ops=q.repeated_ops,
+        writes_read_later=read_later,
     )
 
 

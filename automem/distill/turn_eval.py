@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from automem.diagnostics.memory_quality import PHASE_ORDER, op_order
 from automem.distill.evaluate import TurnScore, files_before, paired_bootstrap, score_answer
 from automem.distill.turns import MemoryTurn, read_source
 from automem.llm.protocol import ChatModel, OutputConstraint, SamplingParams
@@ -27,7 +28,7 @@ from automem.trajectory import Storage, load, read_manifest
 
 MODES = ("constrained", "free")
 """``constrained``: the turn's recorded grammar (structured outputs); ``free``: no constraint."""
-METRICS = ("wellformed_share", "n_ops", "n_failed", "redundant_writes", "repeated_ops")
+METRICS = ("wellformed_share", "n_ops", "n_failed", "redundant_writes", "repeated_ops", "writes_read_later")
 """Per-answer scores compared between the models (means over turns)."""
 
 
@@ -45,6 +46,8 @@ class EvalTurn:
     files: dict[str, str]
     """The episode's memory files just before the turn."""
     scaffold: Scaffold
+    later: list[dict[str, Any]]
+    """The episode's ``memory_ops`` rows after the turn (what its later reads returned, replayed on an answer)."""
 
 
 def _run_scaffold(storage: Storage, run_id: str) -> Scaffold:
@@ -97,8 +100,11 @@ def select_turns(
     out = []
     for t in turns:
         _, _, _, step, phase, turn = t.key
-        files = files_before(src.ops.get(t.episode, []), step, phase, turn)
-        out.append(EvalTurn(t, constraints.get(t.key) or None, files, scaffolds[t.key[0]]))
+        ops = src.ops.get(t.episode, [])
+        files = files_before(ops, step, phase, turn)
+        after = (step, PHASE_ORDER[phase], turn)
+        later = [r for r in ops if op_order(r)[:3] > after]
+        out.append(EvalTurn(t, constraints.get(t.key) or None, files, scaffolds[t.key[0]], later))
     return out
 
 
@@ -157,7 +163,7 @@ class EvalResult:
 
 
 def _value(score: TurnScore, metric: str) -> float:
-    return float(score.n_failed if metric == "n_failed" else getattr(score, metric))
+    return float(score.n_failed if metric == "n_failed" else getattr(score, metric) or 0)
 
 
 def evaluate_turns(
@@ -194,7 +200,7 @@ def evaluate_turns(
     rows = []
     for (i, model, mode), text in sorted(texts.items()):
         t = turns[i]
-        score = score_answer(t.files, text, t.scaffold, phase=t.turn.phase)
+        score = score_answer(t.files, text, t.scaffold, phase=t.turn.phase, later=t.later, step=t.turn.key[3])
         scores[(i, model, mode)] = score
         rows.append(
             {

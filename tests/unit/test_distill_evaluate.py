@@ -180,3 +180,22 @@ def test_bootstrap_refuses_unpaired_input():
         paired_bootstrap([1.0, 2.0], [1.0])
     with pytest.raises(ValueError):
         paired_bootstrap([], [])
+
+
+def _read_row(step: int, op: str, args: list[str]) -> dict:
+    return {"step": step, "phase": "plan", "turn": 0, "seq": 0, "op": op, "args": args, "ok": True} | {
+        "read_only": True,
+        "error_kind": None,
+        "output_chars": 10,
+    }
+
+
+def test_writes_read_later_counts_the_answers_writes_a_later_read_returned():
+    scaffold = load("crafter-v0")
+    memory = {"notes.md": "old line\n"}
+    later = [_read_row(5, "SEARCH", ["tree", "notes.md"]), _read_row(6, "SEARCH", ["old", "notes.md"])]
+    kept = score_answer(memory, "APPEND notes.md tree to the north\nDONE", scaffold, later=later, step=2)
+    assert kept.writes_read_later == 1
+    unread = score_answer(memory, "APPEND notes.md water to the east\nDONE", scaffold, later=later, step=2)
+    assert unread.writes_read_later == 0  # only "old line" (not the answer's) was read back
+    assert score_answer(memory, "APPEND notes.md tree\nDONE", scaffold).writes_read_later is None
