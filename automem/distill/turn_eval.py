@@ -133,7 +133,12 @@ async def _answers(
         progress(done, len(jobs))
         return (i, model, mode), result.text
 
-    return dict(await asyncio.gather(*(one(*job) for job in jobs)))
+    try:
+        return dict(await asyncio.gather(*(one(*job) for job in jobs)))
+    finally:
+        close = getattr(client, "aclose", None)
+        if close is not None:  # the HTTP session belongs to this event loop
+            await close()
 
 
 @dataclass(frozen=True)
