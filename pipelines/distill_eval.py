@@ -6,7 +6,8 @@
 Each LOG turn of the chosen episodes (use held-out seeds: never the ones trained on) is asked again of the base
 model and of ``<base>:<adapter>``, with the turn's grammar (``constrained``) and without it (``free``), greedily;
 each answer runs against the episode's memory as it was before that turn. Prints, per mode and metric, both means
-and the adapter's difference with a bootstrap 95% interval. Exit status: 0, or 2 for bad input (no such store or
+and the adapter's difference with a bootstrap 95% interval, and appends a row to the store's ledger
+(``automem query ROOT "SELECT * FROM ledger"``). Exit status: 0, or 2 for bad input (no such store or
 turns, a dead endpoint, a model it does not serve).
 """
 
@@ -45,6 +46,9 @@ def register(verbs: argparse._SubParsersAction) -> None:
     e.add_argument("--concurrency", type=int, default=16, help="requests in flight (default 16)")
     e.add_argument("--max-tokens", type=int, default=120, help="completion limit per answer (default 120)")
     e.add_argument("--json", metavar="FILE", help="also write every answer, score and comparison as JSON")
+    e.add_argument(
+        "--no-ledger", action="store_true", help="do not append the result to the store's ledger (ledger/)"
+    )
     e.set_defaults(func=run_eval)
 
 
@@ -98,4 +102,35 @@ def run_eval(args: argparse.Namespace) -> int:
         with open(args.json, "w") as fh:
             fh.write(result.to_json())
         print(f"answers and scores: {args.json}")
+    if not args.no_ledger:
+        from dataclasses import asdict
+
+        from automem.distill.ledger import append, ledger_row
+
+        row = ledger_row(
+            adapter=adapter,
+            base_model=base,
+            lineage=_lineage(args.adapter),
+            source_run=args.run,
+            seeds=args.seeds,
+            turns=len(turns),
+            modes=list(modes),
+            comparisons=[asdict(c) for c in result.comparisons],
+            cost=result.cost,
+        )
+        try:
+            path, written = append(args.source, row)
+        except OSError as exc:
+            return fail(_COMMAND, f"the ledger could not be written: {' '.join(str(exc).split())}")
+        print(f"ledger: {path}" + ("" if written else " (this evaluation was already there)"))
     return 0
+
+
+def _lineage(name: str) -> dict | None:
+    """The adapter's training lineage from the embedded registry, None if it is not there (or has none)."""
+    from automem.serving.adapters import describe_local
+
+    for info in describe_local():
+        if info.name == name:
+            return info.lineage
+    return None

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from automem.diagnostics.memory_quality import PHASE_ORDER, op_order
@@ -117,13 +118,13 @@ async def _answers(
     max_tokens: int,
     concurrency: int,
     progress: Callable[[int, int], None],
-) -> dict[tuple[int, str, str], str]:
+) -> dict[tuple[int, str, str], tuple[str, int, int]]:
     sampling = SamplingParams(temperature=0.0, top_p=1.0, max_tokens=max_tokens)
     gate = asyncio.Semaphore(concurrency)
     jobs = [(i, m, mode) for i in range(len(turns)) for m in models for mode in modes]
     done = 0
 
-    async def one(i: int, model: str, mode: str) -> tuple[tuple[int, str, str], str]:
+    async def one(i: int, model: str, mode: str) -> tuple[tuple[int, str, str], tuple[str, int, int]]:
         nonlocal done
         t = turns[i]
         constraint = OutputConstraint(t.constraint) if mode == "constrained" and t.constraint else None
@@ -131,7 +132,7 @@ async def _answers(
             result = await client.chat(t.turn.messages, model=model, sampling=sampling, constraint=constraint)
         done += 1
         progress(done, len(jobs))
-        return (i, model, mode), result.text
+        return (i, model, mode), (result.text, result.prompt_tokens, result.completion_tokens)
 
     try:
         return dict(await asyncio.gather(*(one(*job) for job in jobs)))
@@ -160,10 +161,13 @@ class EvalResult:
     comparisons: list[Comparison]
     scores: list[dict[str, Any]]
     """One row per turn, model and mode: the turn's key, the answer and its :class:`TurnScore` fields."""
+    cost: dict[str, Any] = field(default_factory=dict)
+    """``requests``, ``prompt_tokens``, ``completion_tokens``, ``seconds`` (wall, requests and scoring)."""
 
     def to_json(self) -> str:
         return json.dumps(
-            {"comparisons": [asdict(c) for c in self.comparisons], "scores": self.scores}, sort_keys=True
+            {"comparisons": [asdict(c) for c in self.comparisons], "scores": self.scores, "cost": self.cost},
+            sort_keys=True,
         )
 
 
@@ -190,7 +194,8 @@ def evaluate_turns(
     bad = [m for m in modes if m not in MODES]
     if bad:
         raise EvalError(f"unknown mode {bad[0]!r}: choose from {', '.join(MODES)}")
-    texts = asyncio.run(
+    start = time.perf_counter()
+    answers = asyncio.run(
         _answers(
             client,
             turns,
@@ -203,7 +208,7 @@ def evaluate_turns(
     )
     scores: dict[tuple[int, str, str], TurnScore] = {}
     rows = []
-    for (i, model, mode), text in sorted(texts.items()):
+    for (i, model, mode), (text, _, _) in sorted(answers.items()):
         t = turns[i]
         score = score_answer(t.files, text, t.scaffold, phase=t.turn.phase, later=t.later, step=t.turn.key[3])
         scores[(i, model, mode)] = score
@@ -226,4 +231,10 @@ def evaluate_turns(
             comparisons.append(
                 Comparison(mode, metric, sum(a) / len(a), sum(b) / len(b), diff, lo, hi, len(turns))
             )
-    return EvalResult(comparisons, rows)
+    cost = {
+        "requests": len(answers),
+        "prompt_tokens": sum(a[1] for a in answers.values()),
+        "completion_tokens": sum(a[2] for a in answers.values()),
+        "seconds": round(time.perf_counter() - start, 3),
+    }
+    return EvalResult(comparisons, rows, cost)

@@ -97,3 +97,46 @@ def test_eval_bad_input_exits_2_with_one_line(store, capsys, args, expected):
     assert main(argv + args) == 2
     err = capsys.readouterr().err
     assert expected in err, err
+
+
+def test_each_evaluation_appends_one_ledger_row_readable_with_sql(store, tmp_path, capsys):
+    from automem.trajectory.sql import query
+
+    root, stub = store
+    argv = [
+        "distill",
+        "eval",
+        "--from",
+        str(root),
+        "--seeds",
+        "1",
+        "--adapter",
+        "led",
+        "--endpoint",
+        stub.url,
+    ]
+    argv += ["--model", "stub", "--modes", "constrained"]
+    assert main(argv) == 0
+    assert "ledger: " in capsys.readouterr().out
+    rows = query(str(root), "SELECT adapter, base_model, seeds, turns, modes, requests FROM ledger "
+                 "WHERE adapter = 'stub:led'").to_pylist()  # fmt: skip
+    assert len(rows) == 1
+    row = rows[0]
+    n = len(select_turns(str(root), seeds="1"))
+    assert (row["base_model"], row["seeds"], row["turns"], row["modes"]) == ("stub", "1", n, ["constrained"])
+    assert row["requests"] == 2 * n
+    # The same evaluation again (same answers, so the same id) is not a second row.
+    from automem.distill.ledger import append, ledger_row
+
+    again = ledger_row(adapter="a", base_model="b", lineage=None, source_run=None, seeds="1", turns=1,
+                       modes=["free"], comparisons=[], cost={})  # fmt: skip
+    assert append(str(root), again)[1] is True and append(str(root), again)[1] is False
+    metrics = query(
+        str(root), "SELECT m.metric, m.diff, m.lo <= m.diff AND m.diff <= m.hi AS inside FROM ledger, "
+        "UNNEST(metrics) AS t(m) WHERE adapter = 'stub:led'"
+    ).to_pylist()  # fmt: skip
+    assert {m["metric"] for m in metrics} == set(METRICS) and all(m["inside"] for m in metrics)
+    # The ledger is one of the store's files the SQL sandbox allows; nothing else under ledger/ is readable.
+    (root / "ledger" / "notes.txt").write_text("secret")
+    with pytest.raises(Exception, match="(?i)permission|not allowed|disabled"):
+        query(str(root), f"SELECT * FROM read_text('{root}/ledger/notes.txt')")
