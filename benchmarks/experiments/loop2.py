@@ -15,6 +15,9 @@ Stages, each resumable (run the same command again after a stop; finished stages
 4. ``publish``: the adapter into the embedded endpoint as ``smollm2-135m:loop2-exp`` (a merged copy).
 5. ``eval``: ``automem distill eval`` on the held-out LOG turns (both models, with and without the grammar),
    ``<root>/eval.json``.
+6. ``episodes``: two-model rollouts (memory turns by the adapter, actions by the base) on the first
+   ``--episode-seeds`` held-out seeds (run ``heldout-adapter``), compared paired by seed with the base model's
+   ``heldout`` episodes (``automem diagnose --compare memory_model``), ``<root>/episodes.json``.
 
 Not in ``make test`` nor ``make bench`` (which runs ``benchmarks/*.py``): on 2 cores, collecting 48 + 16 episodes of 30 steps takes about an hour at ~0.33 steps/s,
 training ~20 minutes, the evaluation ~10-20 minutes. Prints one JSON line with the figures at the end.
@@ -32,7 +35,7 @@ from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
-STAGES = ("collect", "dataset", "train", "publish", "eval")
+STAGES = ("collect", "dataset", "train", "publish", "eval", "episodes")
 ADAPTER = "loop2-exp"
 
 
@@ -40,14 +43,22 @@ def say(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
-def collect(root: Path, run_id: str, seeds: str, episodes: int, max_steps: int) -> None:
+def collect(
+    root: Path, run_id: str, seeds: str, episodes: int, max_steps: int, memory_model: str | None = None
+) -> None:
     from automem.rollout import RolloutConfig, run_rollout
     from automem.trajectory import read_manifest
 
     out = str(root / "runs")
     resume = read_manifest(out, run_id) is not None if (root / "runs").exists() else False
     config = RolloutConfig(
-        env="crafter-v0", episodes=episodes, seeds=seeds, max_steps=max_steps, out=out, run_id=run_id
+        env="crafter-v0",
+        episodes=episodes,
+        seeds=seeds,
+        max_steps=max_steps,
+        out=out,
+        run_id=run_id,
+        memory_model=memory_model,
     )
     say(
         f"collect {run_id}: {episodes} episodes of {max_steps} steps, seeds {seeds}{' (resume)' if resume else ''}"
@@ -95,6 +106,9 @@ def main() -> None:
     p.add_argument("--heldout-seeds", default="1000-1015")
     p.add_argument("--max-steps", type=int, default=30)
     p.add_argument("--eval-turns", type=int, default=200, help="held-out LOG turns asked again")
+    p.add_argument(
+        "--episode-seeds", type=int, default=8, help="held-out seeds of the episode-level comparison"
+    )
     args = p.parse_args()
     root = Path(args.root).resolve()
     root.mkdir(parents=True, exist_ok=True)
@@ -126,6 +140,20 @@ def main() -> None:
         if res.returncode:
             sys.exit(f"eval failed: {res.stderr.strip()}")
         figures["comparisons"] = json.loads(out.read_text())["comparisons"]
+    if "episodes" in stages:
+        seeds = parse_seeds(args.heldout_seeds)
+        subset = ",".join(str(seeds[i]) for i in range(min(args.episode_seeds, len(seeds))))
+        collect(
+            root, "heldout-adapter", subset, len(subset.split(",")), args.max_steps, f"smollm2-135m:{ADAPTER}"
+        )
+        res = cli(
+            "diagnose", str(root / "runs"), "--compare", "memory_model", "--baseline", "smollm2-135m", "--json",
+            "--episodes", "SELECT run_id, episode_id FROM episodes WHERE run_id IN ('heldout', 'heldout-adapter')",
+        )  # fmt: skip
+        if res.returncode:
+            sys.exit(f"diagnose failed: {res.stderr.strip()}")
+        (root / "episodes.json").write_text(res.stdout)
+        figures["episodes"] = json.loads(res.stdout)
     figures["wall_s"] = round(time.perf_counter() - t0, 1)
     print(json.dumps(figures))
 
