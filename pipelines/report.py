@@ -5,6 +5,7 @@
     automem report runs/demo --out best.html \\
         --episodes "SELECT episode_id FROM episodes ORDER BY progression DESC LIMIT 5"
     automem report runs/demo --out two.html --episodes run1/ep-0003,run1/ep-0007
+    automem report runs --out adapter.html --compare memory_model --baseline smollm2-135m   # adapter vs base
     ray job submit --working-dir . -- automem report s3://bucket/trajectories --out /tmp/report.html
 
 The page needs no network to view. The whole file stays under --max-mb: the diagnostics cover every selected
@@ -43,6 +44,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--max-mb", type=float, default=20.0, help="size cap of the whole HTML file in MB (default 20)"
     )
     p.add_argument("--seed", type=int, default=0, help="seed of the samples (default 0)")
+    p.add_argument(
+        "--compare",
+        metavar="COLUMN",
+        help="add a comparison page: each value of COLUMN (e.g. memory_model) against --baseline, with intervals",
+    )
+    p.add_argument("--baseline", help="with --compare: the baseline value (default: the first, sorted)")
     add_retry_argument(p)
     p.set_defaults(func=run)
 
@@ -64,6 +71,8 @@ def run(args: argparse.Namespace) -> int:
             max_table_rows=args.max_table_rows,
             max_bytes=int(args.max_mb * 1e6),
             seed=args.seed,
+            compare=args.compare,
+            baseline=args.baseline,
         )
     except ValidationError as exc:
         bad = "; ".join(f"{e['loc'][0]}: {e['msg']}" for e in exc.errors())

@@ -23,6 +23,7 @@ from typing import Any
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field
 
+from automem.diagnostics.compare import compare_groups
 from automem.diagnostics.episodes import KEY, EpisodeDiagnostics, analyse_store, size_series
 from automem.diagnostics.summary import MEASURES, aggregate, resolve_by
 from automem.render import to_json_rows
@@ -78,6 +79,12 @@ class ReportConfig(BaseModel):
     """Seed of the samples (replay, table, progression plot)."""
     retry_for_s: float = Field(READ_RETRY_S, ge=0)
     """How long to retry a store that cannot be reached."""
+    compare: str | None = None
+    """A column (e.g. ``memory_model``, ``scaffold``) whose values are compared with a baseline value on the
+    comparison page: each measure's difference with its 95% interval (paired by seed where possible), as
+    ``automem diagnose --compare`` prints it. None: no comparison page."""
+    baseline: str | None = None
+    """With ``compare``: the baseline value (default: the first, sorted)."""
 
 
 def _mb(n: float) -> str:
@@ -143,6 +150,9 @@ def build_payload(root: Any, cfg: ReportConfig) -> dict[str, Any]:
             "replay": [],
             "notes": [],
         }
+        if cfg.compare:
+            table = compare_groups(per, cfg.compare, cfg.baseline)
+            payload["comparison"] = {"column": cfg.compare, "rows": to_json_rows(table)}
         _fill(con, payload, diag, rows, cfg, notes)
     finally:
         con.close()

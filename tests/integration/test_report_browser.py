@@ -123,21 +123,21 @@ def chromium(tmp_path):
 _script = step_script("right", "moved right at some step")
 
 
-def _store(root: pathlib.Path) -> None:
-    """Two real agent episodes (scripted model, corridor env) written through the trajectory writer."""
+def _store(root: pathlib.Path, seeds: int = 2, memory_model: str = "m", run: str = "run1") -> None:
+    """Real agent episodes (scripted model, corridor env) written through the trajectory writer."""
     storage = Storage(str(root))
     sc = load("crafter-v0").model_copy(update={"default_action": "wait"})
-    for i in range(2):
+    for i in range(seeds):
         agent = Agent(sc, memory=ModelRoute(ScriptedChatModel(_script), "m"))
         meta = {
             "env_id": "corridor-v0",
             "seed": i,
             "scaffold_id": "crafter-v0",
             "scaffold_content_id": "x",
-            "memory_model": "m",
+            "memory_model": memory_model,
             "action_model": "m",
         }
-        writer = EpisodeWriter(storage, "run1", f"ep-{i}", 1, meta)
+        writer = EpisodeWriter(storage, run, f"ep-{i}", 1, meta)
         env = CorridorEnv(length=12, max_steps=50)
         with tempfile.TemporaryDirectory() as tmp:
             end = asyncio.run(
@@ -201,3 +201,25 @@ def test_report_renders_and_replay_steps_through_memory(tmp_path, chromium):
         e["params"]["request"]["url"] for e in cdp.events if e.get("method") == "Network.requestWillBeSent"
     ]
     assert urls and all(u.startswith(("file:", "data:")) for u in urls), urls
+
+
+def test_report_comparison_page_shows_each_measure_with_its_interval(tmp_path, chromium):
+    from automem.diagnostics.summary import MEASURES
+
+    _store(tmp_path / "store", seeds=3, memory_model="base")
+    _store(tmp_path / "store", seeds=3, memory_model="base:spec", run="run2")
+    out = tmp_path / "compare.html"
+    write_report(str(tmp_path / "store"), out, ReportConfig(compare="memory_model", baseline="base"))
+    cdp = chromium
+    for domain in ("Runtime", "Page"):
+        cdp.send(f"{domain}.enable")
+    cdp.send("Page.navigate", url=out.as_uri())
+    cdp.wait_for("Page.loadEventFired")
+    assert cdp.js("document.body.getAttribute('data-ready')") == "1"
+    assert cdp.js("document.getElementById('comparison').hidden") is False
+    rows = cdp.js("[...document.querySelectorAll('#compare-table tr')].map(r => r.innerText)")
+    assert len(rows) == 1 + len(MEASURES), rows
+    assert all(r.split("\t")[:2] == ["base", "base:spec"] for r in rows[1:]), rows[:3]
+    # The scripted model answers both the same way: every difference is exactly 0 (verdict same).
+    assert all(r.split("\t")[-1] == "same" for r in rows[1:]), rows
+    assert "paired by seed" in cdp.js("document.getElementById('compare-caption').textContent")

@@ -184,6 +184,28 @@
     }
   }
 
+  function renderComparison() {
+    const C = D.comparison;
+    if (!C || !C.rows.length) return;
+    document.getElementById('comparison').hidden = false;
+    document.getElementById('nav-comparison').hidden = false;
+    const paired = C.rows.some(r => r.paired);
+    document.getElementById('compare-caption').textContent =
+      `Each value of ${C.column} (B) against the baseline ${C.rows[0].a} (A): B \u2212 A with its 95% bootstrap ` +
+      `interval, ${paired ? 'paired by seed' : 'unpaired'}. better/worse: the interval excludes 0.`;
+    const table = document.getElementById('compare-table');
+    table.appendChild(el('tr', {}, ...['A', 'B', 'measure', 'A value', 'B value', 'B \u2212 A [95% CI]', 'verdict']
+      .map(h => el('th', {}, h))));
+    const doc = Object.fromEntries(D.measures.map(m => [m.name, `${m.doc} (${m.better} is better)`]));
+    for (const r of C.rows) {
+      const ci = r.diff_lo === null ? '' : ` [${fmt(r.diff_lo)}, ${fmt(r.diff_hi)}]`;
+      table.appendChild(el('tr', { class: `verdict-${r.verdict}` },
+        el('td', {}, String(r.a)), el('td', {}, String(r.b)), el('td', { title: doc[r.measure] || '' }, r.measure),
+        el('td', {}, fmt(r.value_a)), el('td', {}, fmt(r.value_b)),
+        el('td', {}, fmt(r.diff), el('span', { class: 'ci' }, ci)), el('td', {}, r.verdict)));
+    }
+  }
+
   function renderEpisodes() {
     const table = document.getElementById('episode-table');
     if (!D.episodes.length) return;
@@ -321,6 +343,7 @@
 
   renderHeader();
   renderDiagnostics();
+  renderComparison();
   stripPlot(document.getElementById('plot-progression'), 'Progression per episode, by group', D.plots.progression);
   linePlot(document.getElementById('plot-memory'), 'Memory size over steps (mean bytes)', D.plots.memory, 'step', 'bytes');
   stackedBars(document.getElementById('plot-opmix'), 'Operation mix', D.plots.op_mix);
