@@ -55,6 +55,16 @@ def test_query_diagnose_and_report_on_s3(s3_root, tmp_path, capsys):
     assert main(["report", s3_root, "--out", str(out)]) == 0
     assert "3 episodes, 3 in the replay" in capsys.readouterr().out and out.stat().st_size > 10_000
 
+    # The Loop 2 ledger in a bucket: appended once per evaluation, read through the ledger view.
+    from automem.distill.ledger import append, ledger_row
+
+    row = ledger_row(adapter="b:x", base_model="b", lineage=None, source_run="run1", seeds="0-2", turns=3,
+                     modes=["free"], comparisons=[{"mode": "free", "metric": "n_ops", "base": 1.0, "adapter": 2.0,
+                                                   "diff": 1.0, "lo": 0.5, "hi": 1.5}], cost={"requests": 6})  # fmt: skip
+    assert append(s3_root, row)[1] is True and append(s3_root, row)[1] is False
+    got = automem.query(s3_root, "SELECT adapter, requests, metrics[1].diff AS d FROM ledger").to_pylist()
+    assert got == [{"adapter": "b:x", "requests": 6, "d": 1.0}]
+
 
 @pytest.mark.ray
 def test_ray_data_reads_committed_rows_from_s3(s3_root, ray_session):
