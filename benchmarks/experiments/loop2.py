@@ -20,7 +20,7 @@ Stages, each resumable (run the same command again after a stop; finished stages
    ``heldout`` episodes (``automem diagnose --compare memory_model``), ``<root>/episodes.json``.
 
 Not in ``make test`` nor ``make bench`` (which runs ``benchmarks/*.py``): on 2 cores, collecting 48 + 16 episodes of 30 steps takes about an hour at ~0.33 steps/s,
-training ~20 minutes, the evaluation ~10-20 minutes. Prints one JSON line with the figures at the end.
+training ~45 minutes, the evaluation ~10-20 minutes. Prints one JSON line with the figures at the end.
 """
 
 from __future__ import annotations
