@@ -40,7 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     d.add_argument(
         "--strategy",
         default="wellformed",
-        help="wellformed, utility, outcome, judge (a model grades each turn; --judge-url, --judge-model), or "
+        help="wellformed, utility, clean, outcome, judge (a model grades each turn; --judge-url, --judge-model), or "
         "several joined by + (a turn must pass each); default wellformed",
     )
     d.add_argument(

@@ -10,6 +10,8 @@ strategy keeps it; each one's score goes into the dataset as ``score_<name>``.
   linked to the write that produced it). A LOG turn is kept when a line it wrote was returned by a read of a later
   turn; a PLAN turn when one of its reads returned a line the agent wrote. Neither may hold a failed operation, nor
   (LOG) a redundant write. Score: the share of the turn's writes (LOG) or reads (PLAN) that were linked.
+- ``clean``: at least one operation and none failed, repeated in the turn or (LOG) redundant; a LOG turn wrote, a
+  PLAN turn's read returned something. Score: 1 when kept.
 - ``outcome``: turns of episodes whose progression is at or above ``config.quantile`` (0.5: the median) of the
   progressions of the episodes with the same env and seed. Score: the episode's progression.
 - ``judge`` (optional, off unless named): a model grades each turn (``automem.distill.judge``). It grades only the
@@ -131,6 +133,42 @@ def utility(source: Source, config: DatasetConfig) -> list[Verdict]:
     return out
 
 
+def clean(source: Source, config: DatasetConfig) -> list[Verdict]:
+    """Keep turns that did something and nothing wasteful: no failed, repeated or (LOG) redundant operation; a LOG
+    turn wrote at least once, a PLAN turn had at least one read that returned something. Looser than ``utility``,
+    which also needs a later read to have returned the written line (rare when nearly every search comes back
+    empty, as with SmolLM2: docs/LOG.md)."""
+    wanted = {t.episode for t in source.turns}
+    prov = {ep: _provenance(rows) for ep, rows in source.ops.items() if ep in wanted}
+    empty = _Provenance({}, {}, {}, {}, set())
+    failed = _failed(source)
+    repeated: dict[EpisodeKey, set[TurnId]] = defaultdict(set)
+    answered: dict[EpisodeKey, set[TurnId]] = defaultdict(set)  # turns with a read that returned something
+    for ep, rows in source.ops.items():
+        if ep not in wanted:
+            continue
+        seen: set[tuple] = set()
+        for r in rows:
+            if r["phase"] == "init":
+                continue
+            sig = (_turn_of(r), r["op"], tuple(r["args"] or ()))
+            if sig in seen:
+                repeated[ep].add(_turn_of(r))
+            seen.add(sig)
+            if r["ok"] and r["op"] in LINE_READ_OPS and (r.get("output_chars") or 0) > 0:
+                answered[ep].add(_turn_of(r))
+    out = []
+    for t in source.turns:
+        p, tid, ep = prov.get(t.episode, empty), t.key[3:], t.episode
+        ok = t.n_ops > 0 and t.n_op_errors == 0 and tid not in failed.get(ep, ()) and tid not in repeated[ep]
+        if t.phase == "log":
+            ok = ok and tid not in p.redundant and p.written.get(tid, 0) > 0
+        else:
+            ok = ok and tid in answered[ep]
+        out.append(Verdict(ok, 1.0 if ok else 0.0))
+    return out
+
+
 def outcome(source: Source, config: DatasetConfig) -> list[Verdict]:
     """Keep the turns of episodes at or above the ``config.quantile`` of progression among the episodes of the same
     env and seed."""
@@ -156,6 +194,7 @@ def judge(source: Source, config: DatasetConfig) -> list[Verdict]:
 STRATEGIES: dict[str, Strategy] = {
     "wellformed": wellformed,
     "utility": utility,
+    "clean": clean,
     "outcome": outcome,
     "judge": judge,
 }

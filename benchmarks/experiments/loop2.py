@@ -9,7 +9,7 @@ Stages, each resumable (run the same command again after a stop; finished stages
 1. ``collect``: constrained Crafter episodes from the base model on training seeds (run ``collect``) and on
    held-out seeds (run ``heldout``), through ``run_rollout`` (a stopped rollout resumes; committed episodes are
    never replayed).
-2. ``dataset``: ``utility`` turns of ``collect`` (held-out seeds excluded and recorded), ``<root>/datasets/<id>``.
+2. ``dataset``: ``clean`` turns of ``collect`` (``utility`` kept 0.9% of SmolLM2's turns: docs/LOG.md) (held-out seeds excluded and recorded), ``<root>/datasets/<id>``.
 3. ``train``: the ``cpu-small`` preset on Ray Train (checkpoints every 5 steps, so a stopped run resumes),
    ``<root>/train/adapter``.
 4. ``publish``: the adapter into the embedded endpoint as ``smollm2-135m:loop2-exp`` (a merged copy).

@@ -69,6 +69,17 @@ def test_utility_keeps_writes_read_later_and_linked_reads_only(store):
     assert scores["utility"][1] == 1.0 and (1, "log", 0) not in {k[3:] for k in kept}
 
 
+def test_clean_keeps_writes_and_answered_reads_without_waste(store):
+    kept, _ = _kept(store, "clean")
+    # utility's picks plus (3, log), a clean write never read; not the redundant (1, log), the failed (2, log),
+    # nor (3, plan), a LIST (no line read).
+    assert {k[3:] for k in kept} == {(0, "log", 0), (1, "plan", 0), (2, "plan", 0), (3, "log", 0)}
+    write_episode(store, "r1", "e1", [Step("o0", log=["APPEND a.md x"], plan=["SEARCH x\nSEARCH x"])], seed=1)
+    kept, _ = _kept(store, "clean")
+    assert ("r1", "e1", 1, 0, "plan", 0) not in kept, "a repeated operation in the turn"
+    assert ("r1", "e1", 1, 0, "log", 0) in kept
+
+
 def test_wellformed_needs_an_operation_and_no_failed_one(store):
     kept, scores = _kept(store, "wellformed")
     assert {k[3:] for k in kept} == WELLFORMED
