@@ -64,6 +64,10 @@ def collect(
         f"collect {run_id}: {episodes} episodes of {max_steps} steps, seeds {seeds}{' (resume)' if resume else ''}"
     )
     result = run_rollout(config, resume=resume, say=say)
+    if result.interrupted:  # Ctrl-C: run_rollout stops its runners and returns; so does the experiment
+        sys.exit(
+            f"collect {run_id}: interrupted after {result.committed} episodes; run the same command to resume"
+        )
     say(f"collect {run_id}: {result.committed} committed, failed {result.failed}")
 
 
