@@ -1,4 +1,5 @@
-"""Distill: build Loop 2 datasets of the agent's own good memory turns from a trajectory store.
+"""Distill (Loop 2): datasets of the agent's own good memory turns (``dataset``), a LoRA memory specialist trained
+on one (``train``, see ``automem distill train --help``), and its evaluation against the base model (``eval``).
 
     automem distill dataset --from runs/demo --strategy wellformed --out data
     automem distill dataset --from runs/demo --run demo-1 --strategy utility+outcome --holdout-seeds 1000-1031 \
@@ -27,7 +28,7 @@ _COMMAND = "distill dataset"
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "distill",
-        help="build Loop 2 datasets of good memory turns",
+        help="Loop 2: datasets of good memory turns, LoRA training, evaluation against the base",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
