@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -80,6 +81,10 @@ def embedded_endpoint(ray_cluster, tmp_path_factory):
     model_dir = prepare_embedded_model(progress=print)
     logs = tmp_path_factory.mktemp("serve-logs")
     empty_adapters = tmp_path_factory.mktemp("adapters")  # isolate from the user's own adapters
+    from automem.serving.merge import merged_root
+
+    # Merged copies are cached in the user's cache (~540 MB each): the session removes the ones it made.
+    merged_before = set(merged_root().glob("*"))
     endpoint = start_endpoint(cfg, progress=print, log_dir=logs, api_key=key, adapters_root=empty_adapters)
     try:
         yield EmbeddedEndpoint(
@@ -93,6 +98,8 @@ def embedded_endpoint(ray_cluster, tmp_path_factory):
     finally:
         stop_endpoint(endpoint)
         serve.shutdown()
+        for folder in set(merged_root().glob("*")) - merged_before:
+            shutil.rmtree(folder, ignore_errors=True)
         if old_key is None:
             os.environ.pop("AUTOMEM_API_KEY", None)
         else:
