@@ -175,7 +175,8 @@ def score_answer(
     read_later = None
     if later is not None:
         full = sorted([*init, *answer, *later], key=op_order)
-        mine = {i for i, row in enumerate(full) if any(row is a for a in answer)}
+        answer_rows = {id(a) for a in answer}
+        mine = {i for i, row in enumerate(full) if id(row) in answer_rows}
         linked = analyse_ops(full).links
         read_later = len({w for _, w in linked if w in mine})
     return TurnScore(

@@ -25,7 +25,7 @@ from automem.llm.protocol import ChatModel, OutputConstraint, SamplingParams
 from automem.rollout.jobs import parse_seeds
 from automem.scaffold.io import from_yaml
 from automem.scaffold.schema import Scaffold
-from automem.trajectory import Storage, load, read_manifest
+from automem.trajectory import Storage, read_manifest
 
 MODES = ("constrained", "free")
 """``constrained``: the turn's recorded grammar (structured outputs); ``free``: no constraint."""
@@ -77,8 +77,12 @@ def select_turns(
     """
     storage = Storage(source)
     src = read_source(storage, run_id, phases)
-    wanted = set(parse_seeds(seeds)) if seeds else None
-    turns = [t for t in src.turns if wanted is None or src.episodes[t.episode]["seed"] in wanted]
+    wanted = parse_seeds(seeds).parts if seeds else None  # ranges, never expanded
+
+    def chosen(seed: int | None) -> bool:
+        return wanted is None or (seed is not None and any(seed in part for part in wanted))
+
+    turns = [t for t in src.turns if chosen(src.episodes[t.episode]["seed"])]
     if not turns:
         raise EvalError(
             f"{source}: no committed {'/'.join(phases)} turn"
@@ -88,15 +92,6 @@ def select_turns(
     if limit is not None and len(turns) > limit:
         stride = len(turns) / limit
         turns = [turns[int(i * stride)] for i in range(limit)]
-    constraints = {
-        (r["run_id"], r["episode_id"], r["attempt"], r["step"], r["phase"], r["turn"]): r["constraint"]
-        for r in load(
-            storage,
-            ("turns",),
-            run_id=run_id,
-            columns={"turns": ["step", "phase", "turn", "constraint"]},
-        )["turns"].to_pylist()
-    }
     scaffolds = {run: _run_scaffold(storage, run) for run in sorted({t.key[0] for t in turns})}
     out = []
     for t in turns:
@@ -105,7 +100,7 @@ def select_turns(
         files = files_before(ops, step, phase, turn)
         after = (step, PHASE_ORDER[phase], turn)
         later = [r for r in ops if op_order(r)[:3] > after]
-        out.append(EvalTurn(t, constraints.get(t.key) or None, files, scaffolds[t.key[0]], later))
+        out.append(EvalTurn(t, t.constraint, files, scaffolds[t.key[0]], later))
     return out
 
 

@@ -23,7 +23,7 @@ EpisodeKey = tuple[str, str, int]
 TurnKey = tuple[str, str, int, int, str, int]
 """(run_id, episode_id, attempt, step, phase, turn)."""
 
-_TURN_COLUMNS = ["step", "phase", "turn", "messages_json", "completion", "n_ops", "n_op_errors"]
+_TURN_COLUMNS = ["step", "phase", "turn", "messages_json", "completion", "n_ops", "n_op_errors", "constraint"]
 _EPISODE_COLUMNS = ["env_id", "seed", "progression", "system_prompt"]
 _OP_COLUMNS = ["step", "phase", "turn", "seq", "op", "args", "ok", "read_only", "error_kind", "output_chars"]
 
@@ -39,6 +39,8 @@ class MemoryTurn:
     """What the model wrote, as stored."""
     n_ops: int
     n_op_errors: int
+    constraint: str | None = None
+    """The grammar the turn was decoded under (``turns.constraint``), None if it had none."""
 
     @property
     def episode(self) -> EpisodeKey:
@@ -110,6 +112,7 @@ def read_source(
                 completion=r["completion"] or "",
                 n_ops=r["n_ops"] or 0,
                 n_op_errors=r["n_op_errors"] or 0,
+                constraint=r.get("constraint") or None,
             )
         )
     turns.sort(key=lambda t: (*t.key[:4], {"log": 0, "plan": 1}[t.key[4]], t.key[5]))

@@ -21,26 +21,29 @@ pytestmark = [pytest.mark.ray, pytest.mark.slow]
 STEPS = 4
 
 
+def _tiny_config(tmp_path, **overrides):
+    """The cpu-small preset on a 4-row dataset: STEPS steps, a checkpoint every 2, a high learning rate."""
+    fixed = {
+        "max_steps": STEPS,
+        "learning_rate": 5.0e-3,
+        "max_length": 128,
+        "min_examples": 4,
+        "save_steps": 2,
+    }
+    return load_distill_config(
+        dataset=str(write_dataset(tmp_path, 4)),
+        preset="cpu-small",
+        overrides=[f"{k}={v}" for k, v in {**fixed, **overrides}.items()],
+    )
+
+
 def test_cpu_small_trains_a_lora_adapter_on_ray_train(ray_session, tmp_path):
     from safetensors.torch import load_file
 
     from actors.training import RayTrainLauncher
 
-    folder = write_dataset(tmp_path, 4)
-    config = load_distill_config(
-        dataset=str(folder),
-        preset="cpu-small",
-        overrides=[
-            f"max_steps={STEPS}",
-            "batch_size=4",  # every step sees the same 4 examples: the loss must fall
-            "learning_rate=5.0e-3",
-            "num_workers=1",
-            "threads_per_worker=2",
-            "max_length=128",
-            "min_examples=4",
-            "save_steps=2",
-        ],
-    )
+    # every step sees the same 4 examples: the loss must fall
+    config = _tiny_config(tmp_path, batch_size=4, num_workers=1, threads_per_worker=2)
     result = train_adapter(config, tmp_path / "out", RayTrainLauncher(), progress=print)
     m = result.metrics
     print(
@@ -75,21 +78,8 @@ def test_cpu_small_trains_a_lora_adapter_on_ray_train(ray_session, tmp_path):
 def test_a_killed_run_resumes_from_its_last_checkpoint_on_two_workers(ray_session, tmp_path):
     from actors.training import RayTrainLauncher
 
-    folder = write_dataset(tmp_path, 4)
-    config = load_distill_config(
-        dataset=str(folder),
-        preset="cpu-small",
-        overrides=[
-            f"max_steps={STEPS}",
-            "batch_size=2",  # 2 workers x 2: every step sees the 4 examples
-            "learning_rate=5.0e-3",
-            "num_workers=2",
-            "threads_per_worker=1",
-            "max_length=128",
-            "min_examples=4",
-            "save_steps=2",
-        ],
-    )
+    # 2 workers x 2: every step sees the 4 examples
+    config = _tiny_config(tmp_path, batch_size=2, num_workers=2, threads_per_worker=1)
     out = tmp_path / "out"
     with pytest.raises(TrainingError, match="injected failure after step 2"):
         train_adapter(config, out, RayTrainLauncher(fail_after_step=2), progress=print)
