@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import argparse
 
-from pipelines import distill_eval, distill_train
+from pipelines import distill_eval, distill_search, distill_train
 from pipelines._common import fail
 
 _COMMAND = "distill dataset"
@@ -59,7 +59,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     d.set_defaults(func=run_dataset)
     distill_train.register(verbs)
     distill_eval.register(verbs)
-    p.set_defaults(func=lambda _a: fail("distill", "choose a verb: dataset, train or eval"))
+    distill_search.register(verbs)
+    p.set_defaults(func=lambda _a: fail("distill", "choose a verb: dataset, train, eval or search"))
 
 
 def run_dataset(args: argparse.Namespace) -> int:

@@ -75,7 +75,7 @@ def dataset(root: Path, heldout: str) -> str:
     from automem.distill import DatasetConfig, build_dataset
 
     config = DatasetConfig(
-        source=str(root / "runs"), run_id="collect", strategy="utility", holdout_seeds=heldout
+        source=str(root / "runs"), run_id="collect", strategy="clean", holdout_seeds=heldout
     )
     result = build_dataset(config, str(root))
     say(f"dataset {result.dataset_id}: {result.manifest['rows']} rows; funnel {result.manifest['funnel']}")
