@@ -127,10 +127,20 @@ def run_eval(args: argparse.Namespace) -> int:
 
 
 def _lineage(name: str) -> dict | None:
-    """The adapter's training lineage from the embedded registry, None if it is not there (or has none)."""
-    from automem.serving.adapters import describe_local
+    """The adapter's training lineage: from the embedded registry's folder, else from the registry of the running
+    endpoint (the embedded one's local S3, or a configured ``lora.registry``); None if neither has it."""
+    from automem.serving.adapters import AdapterRegistry, describe_local
+    from automem.serving.state import read_state
+    from pipelines.model_cmd import _running_embedded_registry
 
-    for info in describe_local():
-        if info.name == name:
-            return info.lineage
-    return None
+    infos = [i for i in describe_local() if i.name == name]
+    if not infos:
+        state = read_state()
+        registry = _running_embedded_registry()
+        if registry is None and state is not None and state.adapter_registry:
+            registry = AdapterRegistry(state.adapter_registry)
+        try:
+            infos = [i for i in registry.describe() if i.name == name] if registry is not None else []
+        except Exception:  # noqa: BLE001 - lineage is a nice-to-have: an unreachable registry leaves it empty
+            infos = []
+    return infos[0].lineage if infos else None

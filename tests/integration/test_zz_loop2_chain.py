@@ -1,7 +1,8 @@
 # Run: RAY_AUTH_MODE=disabled .venv/bin/python -m pytest tests/integration/test_zz_loop2_chain.py -s
 """Loop 2 end to end, through the commands a user runs: a stub-model rollout fills a store, `automem distill
 dataset` selects its memory turns, `automem distill train` fits a LoRA adapter on Ray Train (a few steps of the
-cpu-small preset), the adapter is published to the real embedded endpoint's registry, and a two-model rollout
+cpu-small preset), the adapter is published to the real embedded endpoint's registry, `automem distill eval` compares it with its base
+on a held-out seed's memory turns through that endpoint (into the ledger), and a two-model rollout
 (`--memory-model <base>:<name>`) commits episodes whose memory turns the specialist answered.
 
 (Named to run after the serve tests, which start the shared endpoint.) About 4-6 minutes on 2 cores.
@@ -88,7 +89,35 @@ def test_rollout_dataset_train_publish_and_two_model_rollout(embedded_endpoint, 
     name = embedded_endpoint.publish(adapter, ADAPTER)
     assert name == f"{embedded_endpoint.model_id}:{ADAPTER}"
 
-    # 5. A two-model rollout: the specialist answers the memory turns, the base model picks the actions.
+    # 5. The turn-level evaluation of the tiny adapter against its base on the held-out seed's memory turns, through
+    # the endpoint (both models, with and without the grammar), into the store's ledger.
+    res = _cli(
+        "distill", "eval", "--from", str(store), "--run", "stub-1", "--seeds", "4", "--adapter", ADAPTER,
+        "--limit", "3", "--endpoint", embedded_endpoint.base_url, "--model", embedded_endpoint.model_id,
+        "--json", str(tmp_path / "eval.json"),
+        env=env,
+    )  # fmt: skip
+    assert re.search(r"free\s+wellformed_share\s+[\d.]+\s+[\d.]+\s+[+-][\d.]+", res.stdout), res.stdout
+    evaluation = json.loads((tmp_path / "eval.json").read_text())
+    assert len(evaluation["comparisons"]) == 12 and evaluation["comparisons"][0]["turns"] == 3
+    answered = {(s["model"], s["mode"]) for s in evaluation["scores"]}
+    assert answered == {
+        (m, mode) for m in (embedded_endpoint.model_id, name) for mode in ("constrained", "free")
+    }
+    # Without the grammar SmolLM2 writes prose; the specialist, trained on the stub's notes, writes operations.
+    free = {s["model"]: s["wellformed_share"] for s in evaluation["scores"] if s["mode"] == "free"}
+    assert free[name] > free[embedded_endpoint.model_id], evaluation["scores"]
+    [share] = [
+        c for c in evaluation["comparisons"] if (c["mode"], c["metric"]) == ("free", "wellformed_share")
+    ]
+    assert share["diff"] > 0 and share["adapter"] == 1.0, share
+    rows = _cli(
+        "query", str(store), "SELECT adapter, dataset_id, seeds, turns FROM ledger", "--json", env=env
+    )
+    [row] = json.loads(rows.stdout)
+    assert row["adapter"] == name and row["seeds"] == "4" and row["turns"] == 3, rows.stdout
+
+    # 6. A two-model rollout: the specialist answers the memory turns, the base model picks the actions.
     _cli(
         "rollout", *common, "--episodes", "1", "--max-steps", "2", "--seeds", "7",
         "--endpoint", embedded_endpoint.base_url, "--model", embedded_endpoint.model_id, "--memory-model", name,
