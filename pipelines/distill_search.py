@@ -15,8 +15,11 @@ then evaluated once on --heldout-seeds. Prints one line per trial, the best, and
 search from ``<out>/searches/<name>/tune``, finished trials are not trained again.
 
 On the embedded endpoint each trial's adapter becomes a merged copy (an engine of its own, ~1.5 GB of memory; about
-two minutes to start on a CPU), so trials run one at a time there. Another URL must serve every ``<model>:<name>``
-it is asked for (e.g. the stub server, or a vLLM server that loads adapters by name). Exit status: 0, 1 if no trial
+two minutes to start on a CPU), so trials run one at a time there. Published adapters stay registered and the
+embedded endpoint deploys each at its start: on a 24 GiB machine, three engines beside a two-worker training ran
+out of memory (docs/LOG.md); move adapters you no longer need out of ~/.cache/automem/adapters. Another URL must serve every ``<model>:<name>``
+it is asked for (e.g. the stub server, or a vLLM server that loads adapters by name). A failed trial (e.g. one whose training
+was killed for memory) is listed and left out; the same command again retries it. Exit status: 0, 1 if no trial
 finished, 2 for bad input (an unknown strategy, preset or metric, overlapping seeds, a search of that name declared
 differently, a dead endpoint).
 """
@@ -154,7 +157,8 @@ def run_search_cmd(args: argparse.Namespace) -> int:
         loss = f"{_num(t['train_loss_first'])}->{_num(t['train_loss_last'])}"
         print(f"{t['key']:<9} {recipe:<52} {t['dataset_rows']:>5} {loss:>13} {t['score']:>+24.3f}")
     for failed in result["failed"]:
-        print(f"failed: {failed['recipe']}: {' '.join(failed['error'])}")
+        reason = " ".join(" ".join(failed["error"]).split())
+        print(f"failed: {failed['recipe']}: {reason[:240]}{'...' if len(reason) > 240 else ''}")
     best = result["best"]
     print(
         f"best: {best['adapter']} ({config.metric} {best['score']:+.3f} on tuning seeds {config.tuning_seeds})"

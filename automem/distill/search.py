@@ -418,9 +418,10 @@ def run_search(
     Raises:
         SearchError: a search of this name was declared differently, or no trial finished.
     """
-    # Tune's per-trial CSV/JSON/TensorBoard loggers: the trial's record is reported once and kept in result.json.
+    # Tune's default loggers include TensorBoard's, which warns when tensorboardX is absent: only JSON, explicitly.
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     from ray import tune
+    from ray.tune.logger import JsonLoggerCallback
 
     folder = config.folder
     folder.mkdir(parents=True, exist_ok=True)
@@ -462,7 +463,14 @@ def run_search(
             trainable,
             param_space={RECIPE: tune.grid_search(recipes)},
             tune_config=tune.TuneConfig(max_concurrent_trials=parallel),
-            run_config=tune.RunConfig(name=TUNE_DIR, storage_path=storage, verbose=0),
+            run_config=tune.RunConfig(
+                name=TUNE_DIR,
+                storage_path=storage,
+                verbose=1,  # trial status lines
+                callbacks=[
+                    JsonLoggerCallback()
+                ],  # each trial's result.json (TensorBoard's logger is not installed)
+            ),
         )
     with contextlib.redirect_stdout(sys.stderr):  # Tune's tables are progress, not the command's output
         grid = tuner.fit()
