@@ -278,6 +278,24 @@ def evaluate(
     return Evaluation(model, seeds, len(turns), comparisons, result.cost, path)
 
 
+def trial_overrides(config: SearchConfig, recipe: dict[str, Any]) -> list[str]:
+    """The training overrides of one recipe: the search's, then the recipe's epochs, steps and learning rate."""
+    return list(config.overrides) + [
+        f"{k}={recipe[k]}" for k in ("epochs", "max_steps", "learning_rate") if k in recipe
+    ]
+
+
+def trial_lineage(config: SearchConfig, recipe: dict[str, Any], adapter_dir: str | Path) -> dict[str, Any]:
+    """What the ledger records of a trial's adapter: its ``training.json``, the strategy and the overrides."""
+    record = json.loads((Path(adapter_dir) / "training.json").read_text())
+    overrides = trial_overrides(config, recipe)
+    return {
+        **record,
+        "strategy": recipe["strategy"],
+        "overrides": {o.split("=", 1)[0]: o.split("=", 1)[1] for o in overrides},
+    }
+
+
 def run_trial(
     recipe: dict[str, Any],
     config: SearchConfig,
@@ -307,9 +325,7 @@ def run_trial(
         f"trial {key} {recipe}: dataset {data.dataset_id} ({data.manifest['rows']} rows"
         f"{', reused' if data.existed else ''})"
     )
-    overrides = list(config.overrides) + [
-        f"{k}={recipe[k]}" for k in ("epochs", "max_steps", "learning_rate") if k in recipe
-    ]
+    overrides = trial_overrides(config, recipe)
     adapter_dir = trial_dir / "adapter"
     training_file = adapter_dir / "training.json"
     if not training_file.is_file():
@@ -319,13 +335,8 @@ def run_trial(
             launcher = RayTrainLauncher()
         train_config = load_distill_config(dataset=data.path, preset=recipe["preset"], overrides=overrides)
         train_adapter(train_config, trial_dir, launcher, progress=say)
-    record = json.loads(training_file.read_text())
-    metrics = record.get("metrics") or {}
-    lineage = {
-        **record,
-        "strategy": recipe["strategy"],
-        "overrides": {o.split("=", 1)[0]: o.split("=", 1)[1] for o in overrides},
-    }
+    lineage = trial_lineage(config, recipe, adapter_dir)
+    metrics = lineage.get("metrics") or {}
     if endpoint.publish:
         publish(adapter_dir, name, say)
     evaluation = evaluate(config, endpoint, name, lineage, config.tuning_seeds, say)
@@ -396,8 +407,7 @@ def _heldout(
         if before.get("adapter") == best["adapter"]:
             return before
     say(f"best: {best['adapter']} ({config.metric} {best['score']:+.3f}); evaluating it on held-out seeds")
-    lineage = json.loads((Path(best["adapter_dir"]) / "training.json").read_text())
-    lineage["strategy"] = best["recipe"]["strategy"]
+    lineage = trial_lineage(config, best["recipe"], best["adapter_dir"])
     name = best["adapter"].split(":", 1)[1]
     # Published by its trial: automem's endpoint serves what its registry holds, also after a restart.
     evaluation = asdict(evaluate(config, endpoint, name, lineage, config.heldout_seeds, say))

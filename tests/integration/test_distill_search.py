@@ -88,12 +88,13 @@ def test_two_trial_search_with_the_stub_model(ray_session, stub_model, tmp_path)
     assert "held-out seeds 6" in res.stdout and "free         wellformed_share" in res.stdout
 
     ledger = query(
-        str(store), "SELECT adapter, seeds, strategy, preset FROM ledger ORDER BY seeds"
+        str(store), "SELECT adapter, seeds, strategy, preset, overrides_json FROM ledger ORDER BY seeds"
     ).to_pylist()
     assert [r["seeds"] for r in ledger] == ["5", "5", "6"], ledger
     assert {r["adapter"] for r in ledger[:2]} == {t["adapter"] for t in trials}
     assert ledger[2]["adapter"] == best["adapter"]
     assert all(r["strategy"] == "wellformed" and r["preset"] == "cpu-small" for r in ledger)
+    assert all(json.loads(r["overrides_json"])["max_steps"] == "2" for r in ledger), ledger
 
     # The same command again: Tune restores the finished search; nothing is trained or evaluated again.
     stamps = {t["key"]: os.stat(Path(t["adapter_dir"]) / "training.json").st_mtime_ns for t in trials}

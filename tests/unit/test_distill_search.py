@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from automem.config import ConfigError, parse_model
-from automem.distill.search import SearchConfig, SearchSpace, recipe_key
+from automem.distill.search import SearchConfig, SearchSpace, recipe_key, trial_lineage
 
 
 def _config(**fields):
@@ -60,3 +60,13 @@ def test_every_preset_is_checked_with_the_overrides():
     assert [c.max_steps for c in _config(overrides=["max_steps=3"]).training_configs()] == [3]
     with pytest.raises(ConfigError, match="bogus"):
         _config(overrides=["bogus=1"]).training_configs()
+
+
+def test_a_trial_lineage_records_the_strategy_and_every_override(tmp_path):
+    (tmp_path / "training.json").write_text('{"dataset_id": "d1", "preset": "cpu-small"}')
+    config = _config(overrides=["max_length=512"])
+    lineage = trial_lineage(
+        config, {"strategy": "clean", "preset": "cpu-small", "learning_rate": 0.002}, tmp_path
+    )
+    assert lineage["dataset_id"] == "d1" and lineage["strategy"] == "clean"
+    assert lineage["overrides"] == {"max_length": "512", "learning_rate": "0.002"}
