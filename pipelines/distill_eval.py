@@ -143,4 +143,13 @@ def _lineage(name: str) -> dict | None:
             infos = [i for i in registry.describe() if i.name == name] if registry is not None else []
         except Exception:  # noqa: BLE001 - lineage is a nice-to-have: an unreachable registry leaves it empty
             infos = []
-    return infos[0].lineage if infos else None
+    lineage = infos[0].lineage if infos else None
+    if lineage and not lineage.get("strategy") and lineage.get("dataset"):
+        # training.json names the dataset; its manifest names the selection strategy
+        from automem.training.data import read_manifest
+
+        try:
+            lineage = {**lineage, "strategy": read_manifest(str(lineage["dataset"])).get("strategy")}
+        except Exception:  # noqa: BLE001 - the dataset may be gone or elsewhere: the row just lacks it
+            pass
+    return lineage

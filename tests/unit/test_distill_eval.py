@@ -140,3 +140,18 @@ def test_each_evaluation_appends_one_ledger_row_readable_with_sql(store, tmp_pat
     (root / "ledger" / "notes.txt").write_text("secret")
     with pytest.raises(Exception, match="(?i)permission|not allowed|disabled"):
         query(str(root), f"SELECT * FROM read_text('{root}/ledger/notes.txt')")
+
+
+def test_the_ledger_lineage_names_the_strategy_from_the_dataset_manifest(tmp_path, monkeypatch):
+    from automem.serving import adapters
+    from automem.serving.lineage import AdapterInfo
+    from pipelines import distill_eval
+
+    dataset = tmp_path / "datasets" / "d1"
+    dataset.mkdir(parents=True)
+    (dataset / "manifest.json").write_text(json.dumps({"dataset_id": "d1", "strategy": "clean"}))
+    lineage = {"dataset_id": "d1", "dataset": str(dataset), "preset": "cpu-small"}
+    monkeypatch.setattr(adapters, "describe_local", lambda: [AdapterInfo("first", 16, None, lineage)])
+    assert distill_eval._lineage("first")["strategy"] == "clean"
+    (dataset / "manifest.json").unlink()  # the dataset gone: the lineage without a strategy, no error
+    assert "strategy" not in distill_eval._lineage("first")
