@@ -90,6 +90,8 @@ def metrics_url() -> str:
     """The Prometheus page of this node's Ray metrics agent, where Serve LLM's engine metrics land (this process
     must be connected to a local cluster)."""
     node = ray._private.worker._global_node  # no public accessor for the export port of a local node
+    if node is None:
+        raise RuntimeError("not connected to a local Ray cluster: no metrics agent to read")
     return f"http://127.0.0.1:{node.metrics_export_port}/metrics"
 
 

@@ -390,9 +390,10 @@ def _check_turns(config: SearchConfig) -> None:
     for what, seeds in (("tuning", config.tuning_seeds), ("held-out", config.heldout_seeds)):
         if not seeds:
             continue
+        errors: tuple[type[BaseException], ...] = (EvalError, *read_errors())
         try:
             select_turns(config.source, run_id=config.eval_run, seeds=seeds, limit=1)
-        except (EvalError, *read_errors()) as exc:
+        except errors as exc:
             raise SearchError(f"{what} seeds {seeds}: {' '.join(str(exc).split())}") from None
 
 
@@ -410,7 +411,8 @@ def _heldout(
     lineage = trial_lineage(config, best["recipe"], best["adapter_dir"])
     name = best["adapter"].split(":", 1)[1]
     # Published by its trial: automem's endpoint serves what its registry holds, also after a restart.
-    evaluation = asdict(evaluate(config, endpoint, name, lineage, config.heldout_seeds, say))
+    seeds = config.heldout_seeds or ""  # only called with held-out seeds
+    evaluation = asdict(evaluate(config, endpoint, name, lineage, seeds, say))
     done.write_text(json.dumps(evaluation, indent=2, sort_keys=True, default=str) + "\n")
     return evaluation
 
@@ -485,7 +487,7 @@ def run_search(
     with contextlib.redirect_stdout(sys.stderr):  # Tune's tables are progress, not the command's output
         grid = tuner.fit()
     trials, errors = [], []
-    for r in grid:
+    for r in (grid[i] for i in range(len(grid))):
         if r.error is not None or not r.metrics or "trial" not in r.metrics:
             errors.append({"recipe": (r.config or {}).get(RECIPE), "error": str(r.error).splitlines()[-1:]})
             continue
