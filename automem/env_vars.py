@@ -67,6 +67,12 @@ RAY_AUTH_MODE = EnvVar(
     "`make`, CI and the tests set `disabled`, and `automem submit` sends `disabled` (ray_cluster.yaml's mode) "
     "unless this is set.",
 )
+TUNE_DISABLE_AUTO_CALLBACK_LOGGERS = EnvVar(
+    "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS",
+    "1",
+    "Ray Tune's default per-trial loggers (CSV, JSON, TensorBoard, which warns without tensorboardX); "
+    "`automem distill search` sets 1 and adds the JSON logger itself.",
+)
 
 ALL: tuple[EnvVar, ...] = tuple(v for v in globals().values() if isinstance(v, EnvVar))
 

@@ -29,6 +29,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from automem import env_vars
 from automem.config import StrictConfig
 from automem.distill.turn_eval import METRICS, MODES
 
@@ -431,7 +432,7 @@ def run_search(
         SearchError: a search of this name was declared differently, or no trial finished.
     """
     # Tune's default loggers include TensorBoard's, which warns when tensorboardX is absent: only JSON, explicitly.
-    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    env_vars.export_default(env_vars.TUNE_DISABLE_AUTO_CALLBACK_LOGGERS)
     from ray import tune
     from ray.tune.logger import JsonLoggerCallback
 
