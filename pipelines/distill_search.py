@@ -102,8 +102,9 @@ def register(verbs: argparse._SubParsersAction) -> None:
 
 def run_search_cmd(args: argparse.Namespace) -> int:
     from actors.cluster import connect_ray
+    from actors.search import run_search
     from automem.config import ConfigError, parse_model
-    from automem.distill.search import Endpoint, SearchConfig, SearchError, run_search
+    from automem.distill.search import Endpoint, SearchConfig, SearchError
     from automem.serving.endpoint import EndpointError, resolve_endpoint
     from automem.serving.state import read_state
 

@@ -5,7 +5,8 @@ rate. It builds its dataset (or reuses it: a dataset's id is its content), train
 the trial), publishes it to the endpoint, and runs the paired turn-level evaluation (:mod:`turn_eval`) on the
 *tuning* seeds; the evaluation is appended to the store's ledger. The best trial by the declared metric (an
 adapter-minus-base difference, e.g. ``free.wellformed_share``) is then evaluated once on the *held-out* seeds.
-Both seed sets are kept out of every trial's dataset.
+Both seed sets are kept out of every trial's dataset. This module holds what needs no Ray (the search's
+declaration, one trial, the conclusion); ``actors.search.run_search`` runs the trials as Ray Tune trials.
 
 Everything lands under ``<out>/searches/<name>/``: ``search.json`` (the search as declared; a resumed search must
 match it), ``tune/`` (Tune's experiment storage: a killed search resumes from it with the same command),
@@ -15,11 +16,9 @@ resumes its training and a finished one is never trained again) and ``result.jso
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import itertools
 import json
-import os
 import subprocess
 import sys
 from collections.abc import Callable
@@ -29,7 +28,6 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from automem import env_vars
 from automem.config import StrictConfig
 from automem.distill.turn_eval import METRICS, MODES
 
@@ -302,11 +300,12 @@ def run_trial(
     config: SearchConfig,
     endpoint: Endpoint,
     *,
-    launcher: Any = None,
+    launcher: Any,
     say: Callable[[str], None] = _say,
 ) -> TrialResult:
     """One recipe: dataset (built or reused), adapter (trained, or the one a previous attempt finished),
-    published, evaluated on the tuning seeds. Idempotent: run it again after a kill and it picks up where it was."""
+    published, evaluated on the tuning seeds. Idempotent: run it again after a kill and it picks up where it was.
+    ``launcher`` runs the training (``actors.training.RayTrainLauncher`` in a search)."""
     from automem.distill import DatasetConfig, build_dataset
     from automem.training import load_distill_config, train_adapter
 
@@ -330,10 +329,6 @@ def run_trial(
     adapter_dir = trial_dir / "adapter"
     training_file = adapter_dir / "training.json"
     if not training_file.is_file():
-        if launcher is None:
-            from actors.training import RayTrainLauncher
-
-            launcher = RayTrainLauncher()
         train_config = load_distill_config(dataset=data.path, preset=recipe["preset"], overrides=overrides)
         train_adapter(train_config, trial_dir, launcher, progress=say)
     lineage = trial_lineage(config, recipe, adapter_dir)
@@ -354,33 +349,6 @@ def run_trial(
         score=evaluation.value(config.metric),
         evaluation=asdict(evaluation),
     )
-
-
-def _tune_trial(params: dict[str, Any], config: dict[str, Any], endpoint: dict[str, Any]) -> None:
-    """Tune's function trainable: one trial (``params[RECIPE]``), its result reported once (``score`` and the
-    whole record as JSON)."""
-    from ray import tune
-
-    result = run_trial(params[RECIPE], SearchConfig.model_validate(config), Endpoint(**endpoint))
-    tune.report({"score": result.score, "trial": json.dumps(asdict(result))})
-
-
-def default_parallel(cpus_per_trial: float) -> int:
-    """Trials the connected cluster holds at once: its CPUs over a trial's, on one node capped by the machine's
-    real cores (a local cluster advertises more logical CPUs than it has, so Serve's replicas fit)."""
-    import ray
-
-    cpus = float(ray.cluster_resources().get("CPU", 1))
-    if len([n for n in ray.nodes() if n.get("Alive")]) <= 1:
-        cpus = min(cpus, float(os.cpu_count() or 1))
-    return max(1, int(cpus // max(cpus_per_trial, 1e-9)))
-
-
-def trial_cpus(config: SearchConfig) -> float:
-    """The most CPUs one trial's Ray Train run asks for (over the presets of the space)."""
-    from actors.training import CPUS_PER_WORKER
-
-    return max(float(c.num_workers * CPUS_PER_WORKER) for c in config.training_configs())
 
 
 def _check_turns(config: SearchConfig) -> None:
@@ -423,92 +391,59 @@ def declared(config: SearchConfig) -> dict[str, Any]:
     return config.model_dump(mode="json", exclude={"parallel"})
 
 
-def run_search(
-    config: SearchConfig, endpoint: Endpoint, *, say: Callable[[str], None] = _say
-) -> dict[str, Any]:
-    """Run (or resume) the search on the connected Ray cluster; returns the result written to ``result.json``.
+def prepare(config: SearchConfig) -> None:
+    """Before any trial: record the search as declared (or refuse one declared differently under the same name)
+    and check that the tuning and held-out seeds have memory turns to evaluate.
 
     Raises:
-        SearchError: a search of this name was declared differently, or no trial finished.
+        SearchError: naming what changed, or the seeds without turns.
     """
-    # Tune's default loggers include TensorBoard's, which warns when tensorboardX is absent: only JSON, explicitly.
-    env_vars.export_default(env_vars.TUNE_DISABLE_AUTO_CALLBACK_LOGGERS)
-    from ray import tune
-    from ray.tune.logger import JsonLoggerCallback
-
     folder = config.folder
     folder.mkdir(parents=True, exist_ok=True)
     spec_file = folder / SEARCH_FILE
+    now = declared(config)
     if spec_file.is_file():
         before = json.loads(spec_file.read_text())
-        if before != declared(config):
-            changed = sorted(
-                k for k in set(before) | set(declared(config)) if before.get(k) != declared(config).get(k)
-            )
+        if before != now:
+            changed = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))
             raise SearchError(
                 f"search {config.name!r} in {folder} was declared with other {', '.join(changed)}: "
                 "run it as declared to resume, or choose another --name"
             )
     else:
-        spec_file.write_text(json.dumps(declared(config), indent=2, sort_keys=True) + "\n")
-
+        spec_file.write_text(json.dumps(now, indent=2, sort_keys=True) + "\n")
     _check_turns(config)
-    recipes = config.space.grid()
-    parallel = config.parallel or default_parallel(trial_cpus(config))
-    if endpoint.publish:
-        parallel = 1  # each publish to the embedded endpoint starts an engine; one trial at a time
-    say(
-        f"search {config.name}: {len(recipes)} recipes, {parallel} at a time, ranked by {config.metric} "
-        f"({config.direction})"
-    )
-    trainable = tune.with_parameters(
-        tune.with_resources(_tune_trial, {"cpu": 0.01}),
-        config=config.model_dump(mode="json"),
-        endpoint=asdict(endpoint),
-    )
-    storage = str(folder)
-    tune_path = folder / TUNE_DIR
-    if tune.Tuner.can_restore(str(tune_path)):
-        say(f"resuming the search from {tune_path}")
-        tuner = tune.Tuner.restore(str(tune_path), trainable=trainable, resume_errored=True)
-    else:
-        tuner = tune.Tuner(
-            trainable,
-            param_space={RECIPE: tune.grid_search(recipes)},
-            tune_config=tune.TuneConfig(max_concurrent_trials=parallel),
-            run_config=tune.RunConfig(
-                name=TUNE_DIR,
-                storage_path=storage,
-                verbose=1,  # trial status lines
-                callbacks=[
-                    JsonLoggerCallback()
-                ],  # each trial's result.json (TensorBoard's logger is not installed)
-            ),
-        )
-    with contextlib.redirect_stdout(sys.stderr):  # Tune's tables are progress, not the command's output
-        grid = tuner.fit()
-    trials, errors = [], []
-    for r in (grid[i] for i in range(len(grid))):
-        if r.error is not None or not r.metrics or "trial" not in r.metrics:
-            errors.append({"recipe": (r.config or {}).get(RECIPE), "error": str(r.error).splitlines()[-1:]})
-            continue
-        trials.append(json.loads(r.metrics["trial"]))
+
+
+def conclude(
+    config: SearchConfig,
+    endpoint: Endpoint,
+    trials: list[dict[str, Any]],
+    failed: list[dict[str, Any]],
+    say: Callable[[str], None] = _say,
+) -> dict[str, Any]:
+    """After the trials: the best by the metric (ties: the smallest key, whatever order the trials finished in),
+    evaluated once on the held-out seeds; the whole result written to ``result.json`` and returned.
+
+    Raises:
+        SearchError: no trial finished.
+    """
     if not trials:
-        raise SearchError(f"no trial finished ({len(errors)} failed: {errors[:1]}); see {tune_path}")
-    trials.sort(key=lambda t: t["key"])  # ties go to the smallest key, whatever order the trials finished in
+        raise SearchError(
+            f"no trial finished ({len(failed)} failed: {failed[:1]}); see {config.folder / TUNE_DIR}"
+        )
+    trials = sorted(trials, key=lambda t: t["key"])
     best = (max if config.direction == "max" else min)(trials, key=lambda t: t["score"])
     result: dict[str, Any] = {
         "name": config.name,
         "metric": config.metric,
         "direction": config.direction,
         "trials": trials,
-        "failed": errors,
+        "failed": failed,
         "best": best,
-        "heldout": None,
+        "heldout": _heldout(config, endpoint, best, say) if config.heldout_seeds else None,
     }
-    if config.heldout_seeds:
-        result["heldout"] = _heldout(config, endpoint, best, say)
-    (folder / RESULT_FILE).write_text(json.dumps(result, indent=2, sort_keys=True, default=str) + "\n")
+    (config.folder / RESULT_FILE).write_text(json.dumps(result, indent=2, sort_keys=True, default=str) + "\n")
     return result
 
 
@@ -519,7 +454,8 @@ __all__ = [
     "SearchError",
     "SearchSpace",
     "TrialResult",
+    "conclude",
+    "prepare",
     "recipe_key",
-    "run_search",
     "run_trial",
 ]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
 import uuid
 
@@ -65,3 +67,21 @@ def wait_for(predicate, timeout=60.0, interval=0.1, what="condition"):
             return value
         time.sleep(interval)
     raise TimeoutError(f"timed out waiting for {what}")
+
+
+def run_cli(
+    *args: str, env: dict[str, str], timeout: float = 900, check: bool = True
+) -> subprocess.CompletedProcess:
+    """``automem ARGS`` in a subprocess from the repository root; with ``check``, a non-zero exit fails the test
+    showing the output's tails."""
+    res = subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    if check:
+        assert res.returncode == 0, f"automem {' '.join(args)}\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}"
+    return res

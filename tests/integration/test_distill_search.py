@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -19,23 +17,9 @@ import pytest
 from automem.distill.turn_eval import METRICS, MODES
 from automem.trajectory import query
 
-from .conftest import ROOT
+from .conftest import run_cli as _cli
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
-
-
-def _cli(*args: str, env: dict[str, str], check: bool = True) -> subprocess.CompletedProcess:
-    res = subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    if check:
-        assert res.returncode == 0, f"automem {' '.join(args)}\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}"
-    return res
 
 
 def test_two_trial_search_with_the_stub_model(ray_session, stub_model, tmp_path):

@@ -13,32 +13,17 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from automem.trajectory import load as load_store
 
-from .conftest import ROOT
+from .conftest import run_cli as _cli
 
 pytestmark = [pytest.mark.serve, pytest.mark.e2e, pytest.mark.ray, pytest.mark.slow]
 
 ADAPTER = "loop2-chain"
-
-
-def _cli(*args: str, env: dict[str, str], timeout: float = 900) -> subprocess.CompletedProcess:
-    res = subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-    assert res.returncode == 0, f"automem {' '.join(args)}\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}"
-    return res
 
 
 def test_rollout_dataset_train_publish_and_two_model_rollout(embedded_endpoint, stub_model, tmp_path):
