@@ -67,6 +67,15 @@ RAY_AUTH_MODE = EnvVar(
     "`make`, CI and the tests set `disabled`, and `automem submit` sends `disabled` (ray_cluster.yaml's mode) "
     "unless this is set.",
 )
+OPENAI_API_KEY = EnvVar(
+    "OPENAI_API_KEY",
+    None,
+    "Key `automem evolve --reviewer openai:MODEL@URL` sends to a reviewer endpoint that is not automem's own "
+    "(automem's endpoint gets AUTOMEM_API_KEY).",
+)
+ANTHROPIC_API_KEY = EnvVar(
+    "ANTHROPIC_API_KEY", None, "Key of `automem evolve --reviewer anthropic:MODEL` (the optional `anthropic` extra)."
+)
 TUNE_DISABLE_AUTO_CALLBACK_LOGGERS = EnvVar(
     "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS",
     "1",

@@ -40,6 +40,9 @@ class StubConfig:
     """Seed of the fault and reply choices."""
     models: list[str] = field(default_factory=lambda: ["stub"])
     """Model ids listed by ``/v1/models``; any requested model is served."""
+    policy: str = "random"
+    """``random``: replies of :func:`reply_for`; ``route``: :func:`route_reply`, a toy that depends on the scaffold
+    (for Loop 1's tests)."""
 
 
 def reply_for(regex: str | None, rng: random.Random) -> str:
@@ -59,6 +62,37 @@ def reply_for(regex: str | None, rng: random.Random) -> str:
         if re.fullmatch(regex, text):
             return text
     return candidates[-1]
+
+
+ROUTE_FILE = "route.md"
+KEYED_HINT = "updated with UPSERT"
+
+
+def route_reply(regex: str | None, messages: list[dict[str, str]], rng: random.Random) -> str:
+    """A deliberately scaffold-sensitive toy model, so that Loop 1's tests have patches that help and that hurt.
+
+    PLAN turns read ``route.md``; LOG turns append the same note to ``notes.md`` every step (redundant after the
+    first). The action commit walks ``right`` when a READ of ``route.md`` succeeded in this conversation (the memory
+    helped) and picks at random otherwise, or when the system prompt asks for keyed files (the toy gets confused).
+    JSON requests (a reviewer) get ``{}``. Replies always match ``regex`` when one is given.
+    """
+    if regex is None:
+        return "{}"
+    if regex.startswith("(") and "DONE" not in regex:
+        options = [re.sub(r"\\(.)", r"\1", o) for o in regex[1:-1].split("|")]
+        text = " ".join(m.get("content", "") for m in messages)
+        system = messages[0].get("content", "") if messages else ""
+        if f"[READ {ROUTE_FILE}]\n" in text and KEYED_HINT not in system and "right" in options:
+            return "right"
+        return rng.choice(options)
+    write = "APPEND" in regex
+    for text in (
+        "APPEND notes.md the corridor runs east\nDONE" if write else f"READ {ROUTE_FILE}\nDONE",
+        "DONE",
+    ):
+        if re.fullmatch(regex, text):
+            return text
+    return "DONE"
 
 
 class StubServer:
@@ -114,7 +148,10 @@ class StubServer:
             await asyncio.sleep(self.config.hang_s)
         await asyncio.sleep(self.config.latency_s)
         regex = (body.get("structured_outputs") or {}).get("regex")
-        text = reply_for(regex, self.rng)
+        if self.config.policy == "route":
+            text = route_reply(regex, body.get("messages", []), self.rng)
+        else:
+            text = reply_for(regex, self.rng)
         prompt_chars = sum(len(m.get("content", "")) for m in body.get("messages", []))
         return web.json_response(
             {
@@ -135,7 +172,11 @@ class StubServer:
 
 
 def spawn(
-    latency: float = 0.0, error_rate: float = 0.0, hang_rate: float = 0.0, hang_s: float = 3600.0
+    latency: float = 0.0,
+    error_rate: float = 0.0,
+    hang_rate: float = 0.0,
+    hang_s: float = 3600.0,
+    policy: str = "random",
 ) -> tuple[subprocess.Popen, str]:
     """Start a stub server in its own process on a free loopback port; ``(process, base URL)``. Stop it with
     ``process.kill()``.
@@ -155,7 +196,7 @@ def spawn(
             "--error-rate",
             str(error_rate),
         ]
-        args += ["--hang-rate", str(hang_rate), "--hang-s", str(hang_s)]
+        args += ["--hang-rate", str(hang_rate), "--hang-s", str(hang_s), "--policy", policy]
         proc = subprocess.Popen(
             [sys.executable, "-m", "automem.llm.stub_server", *args], stdout=subprocess.DEVNULL
         )
@@ -179,9 +220,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--hang-rate", type=float, default=0.0)
     p.add_argument("--hang-s", type=float, default=3600.0)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--policy", choices=("random", "route"), default="random", help="reply policy (route: Loop 1's toy)"
+    )
     p.add_argument("--port-file", default=None, help="write the bound port here once listening")
     a = p.parse_args(argv)
-    server = StubServer(StubConfig(a.latency, a.error_rate, a.hang_rate, a.hang_s, a.seed))
+    server = StubServer(StubConfig(a.latency, a.error_rate, a.hang_rate, a.hang_s, a.seed, policy=a.policy))
 
     async def serve() -> None:
         runner = web.AppRunner(server.app, access_log=None)

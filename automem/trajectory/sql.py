@@ -212,8 +212,8 @@ def connect(
     Returns:
         An in-memory DuckDB connection with views ``episodes``, ``steps``, ``turns``, ``memory_ops``,
         ``memory_files`` and ``attempts`` (``episodes`` narrows them), and ``dataset_rows`` (the rows of every
-        complete dataset under ``datasets/``, with a ``dataset_id`` column) and ``ledger`` (adapter evaluations,
-        ``automem.distill.ledger``). It reads the files listed now; files
+        complete dataset under ``datasets/``, with a ``dataset_id`` column) ``ledger`` (adapter evaluations,
+        ``automem.distill.ledger``) and ``lineage`` (Loop 1's candidates, ``automem.evolve.lineage``). It reads the files listed now; files
         committed later need a new one. Unless ``unsafe_sql``, its SQL reads the store's files and no others, and
         cannot change settings (``sandbox.lock_down``).
 
@@ -227,15 +227,17 @@ def connect(
         raise FileNotFoundError(f"no trajectory store at {st.uri}: the folder does not exist")
     from automem.distill.dataset import complete_datasets
     from automem.distill.ledger import ledger_files
+    from automem.evolve.lineage import lineage_files
 
     datasets = complete_datasets(st)
     ledger = ledger_files(st)
+    lineage = lineage_files(st)
     con = duckdb.connect(":memory:")
     if threads:
         con.execute(f"SET threads = {int(threads)}")
     if not unsafe_sql:
         # Before any SQL of the user's, the --episodes query included.
-        lock_down(con, st, [*datasets.values(), *ledger])
+        lock_down(con, st, [*datasets.values(), *ledger, *lineage])
     # The commit records: one small row per episode, but one file per episode, so on large stores the cost is
     # per file. They are read once, into memory (a few hundred bytes an episode), from the runs' episode indexes
     # where a finished rollout wrote one and from the record files otherwise: they pick the other tables' files
@@ -270,24 +272,27 @@ def connect(
         elif table != "episodes":
             _committed_view(con, st, table, commits)
     _dataset_rows_view(con, st, datasets)
-    _ledger_view(con, st, ledger)
+    from automem.distill.ledger import LEDGER_SCHEMA
+    from automem.evolve.lineage import LINEAGE_SCHEMA
+
+    _row_files_view(con, st, "ledger", LEDGER_SCHEMA, ledger)
+    _row_files_view(con, st, "lineage", LINEAGE_SCHEMA, lineage)
     return con
 
 
-def _ledger_view(con: duckdb.DuckDBPyConnection, st: Storage, files: list[str]) -> None:
-    """The view ``ledger``: one row per adapter evaluation (``automem.distill.ledger``), empty without any."""
-    from automem.distill.ledger import LEDGER_SCHEMA
-
+def _row_files_view(
+    con: duckdb.DuckDBPyConnection, st: Storage, name: str, schema: pa.Schema, files: list[str]
+) -> None:
+    """A view over one-row Parquet files (``ledger``: adapter evaluations, ``automem.distill.ledger``;
+    ``lineage``: Loop 1 candidates, ``automem.evolve.lineage``), empty without any."""
     if not files:
-        con.register("_empty_ledger", LEDGER_SCHEMA.empty_table())
-        con.execute("CREATE VIEW ledger AS SELECT * FROM _empty_ledger")
+        con.register(f"_empty_{name}", schema.empty_table())
+        con.execute(f"CREATE VIEW {name} AS SELECT * FROM _empty_{name}")
     elif st.is_s3:
-        con.register(
-            "_raw_ledger", ds.dataset(files, format="parquet", filesystem=st.fs, schema=LEDGER_SCHEMA)
-        )
-        con.execute("CREATE VIEW ledger AS SELECT * FROM _raw_ledger")
+        con.register(f"_raw_{name}", ds.dataset(files, format="parquet", filesystem=st.fs, schema=schema))
+        con.execute(f"CREATE VIEW {name} AS SELECT * FROM _raw_{name}")
     else:
-        con.execute(f"CREATE VIEW ledger AS SELECT * FROM read_parquet({_sql_list(files)})")
+        con.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet({_sql_list(files)})")
 
 
 def select_episodes(con: duckdb.DuckDBPyConnection, spec: str) -> pa.Table:

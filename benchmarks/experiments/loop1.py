@@ -1,0 +1,104 @@
+"""The Loop 1 experiment on the embedded model (issue 16): does ``automem evolve`` find a Crafter scaffold that
+SmolLM2-135M plays better, and does the gate keep it from accepting noise?
+
+    RAY_AUTH_MODE=disabled .venv/bin/python benchmarks/experiments/loop1.py --root /work/experiments/loop1
+
+Two evolve runs through the real command, in one store, each resumable (run the same command again after a stop:
+finished iterations are kept, a cut rollout continues):
+
+1. ``rules``: the rules reviewer, ``--iterations`` rounds on ``--tune-seeds``, then the start and the final scaffold
+   on ``--holdout-seeds``.
+2. ``llm``: the embedded model itself as reviewer (``--reviewer openai``), one round on a few seeds, no held-out
+   play: it shows what a 135M reviewer answers through structured outputs.
+
+Not in ``make test`` nor ``make bench``: on 2 cores a round of 8 Crafter episodes of 20 steps takes ~4 minutes.
+Prints each command's output, then one JSON line with every iteration's decision and gate statistics and the
+held-out result.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+ROOT_DIR = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, ROOT_DIR)
+
+
+def say(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def evolve(root: str, name: str, *args: str) -> int:
+    cmd = [sys.executable, "-m", "pipelines.cli", "evolve", "--out", root, "--name", name, "--no-progress", *args]
+    say("$ automem " + " ".join(cmd[3:]))
+    return subprocess.run(cmd, cwd=ROOT_DIR).returncode
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--root", required=True, help="the experiment's store (a folder)")
+    p.add_argument("--tune-seeds", default="0-7")
+    p.add_argument("--holdout-seeds", default="1000-1007")
+    p.add_argument("--iterations", type=int, default=3)
+    p.add_argument("--max-steps", type=int, default=20)
+    p.add_argument("--skip-llm", action="store_true", help="only the rules run")
+    a = p.parse_args()
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    common = ["--env", "crafter-v0", "--max-steps", str(a.max_steps), "--executor", "local"]
+    start = time.monotonic()
+    codes = {
+        "rules": evolve(
+            a.root,
+            "rules",
+            *common,
+            "--reviewer",
+            "rules",
+            "--tune-seeds",
+            a.tune_seeds,
+            "--holdout-seeds",
+            a.holdout_seeds,
+            "--iterations",
+            str(a.iterations),
+        )
+    }
+    if not a.skip_llm:
+        codes["llm"] = evolve(
+            a.root,
+            "llm",
+            *common,
+            "--reviewer",
+            "openai",
+            "--tune-seeds",
+            "0-3",
+            "--holdout-seeds",
+            "none",
+            "--iterations",
+            "1",
+            "--max-steps",
+            "10",
+        )
+    from automem.evolve.lineage import read_rows
+    from automem.trajectory.storage import Storage
+
+    st = Storage(a.root)
+    out: dict = {"seconds": round(time.monotonic() - start), "exit_codes": codes}
+    keep = ("iteration", "decision", "rule", "scaffold_id", "reject_kind", "reason", "digest_tokens", "n_seeds")
+    keep += ("parent_mean", "candidate_mean", "mean_diff", "lower", "upper", "p_value", "reviewer_seconds")
+    keep += ("op_error_rate_diff", "op_error_rate_lo", "op_error_rate_hi")
+    keep += ("redundant_write_rate_diff", "redundant_write_rate_lo", "redundant_write_rate_hi")
+    for name in codes:
+        out[name] = [{k: r.get(k) for k in keep} for r in read_rows(st, name)]
+        result = st.path("evolve", name, "result.json")
+        if st.exists(result):
+            out[f"{name}_holdout"] = json.loads(st.read_bytes(result))
+    print(json.dumps(out, default=str))
+    return max(codes.values())
+
+
+if __name__ == "__main__":
+    sys.exit(main())
