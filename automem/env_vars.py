@@ -74,7 +74,9 @@ OPENAI_API_KEY = EnvVar(
     "(automem's endpoint gets AUTOMEM_API_KEY).",
 )
 ANTHROPIC_API_KEY = EnvVar(
-    "ANTHROPIC_API_KEY", None, "Key of `automem evolve --reviewer anthropic:MODEL` (the optional `anthropic` extra)."
+    "ANTHROPIC_API_KEY",
+    None,
+    "Key of `automem evolve --reviewer anthropic:MODEL` (the optional `anthropic` extra).",
 )
 TUNE_DISABLE_AUTO_CALLBACK_LOGGERS = EnvVar(
     "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS",

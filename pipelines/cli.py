@@ -26,7 +26,11 @@ COMMANDS: list[tuple[str, str, str]] = [
     ("diagnose", "pipelines.diagnose", "memory-quality diagnostics of a trajectory store"),
     ("report", "pipelines.report", "an HTML report with episode replay"),
     ("distill", "pipelines.distill", "build Loop 2 datasets of good memory turns"),
-    ("evolve", "pipelines.evolve", "Loop 1: revise the scaffold from reviewed episodes, behind a paired gate"),
+    (
+        "evolve",
+        "pipelines.evolve",
+        "Loop 1: revise the scaffold from reviewed episodes, behind a paired gate",
+    ),
 ]
 
 

@@ -56,9 +56,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="seeds of the final comparison (default 1000-1031; 'none' skips it)",
     )
     p.add_argument("--iterations", type=int, default=5, help="review-and-gate rounds (default 5)")
-    p.add_argument("--margin", type=float, default=0.0, help="progression gain the lower bound must exceed (0)")
+    p.add_argument(
+        "--margin", type=float, default=0.0, help="progression gain the lower bound must exceed (0)"
+    )
     p.add_argument("--level", type=float, default=0.95, help="confidence of the lower bound (default 0.95)")
-    p.add_argument("--digest-tokens", type=int, help="digest budget (default: what the reviewer's prompt holds)")
+    p.add_argument(
+        "--digest-tokens", type=int, help="digest budget (default: what the reviewer's prompt holds)"
+    )
     p.add_argument("--model", help="model that commits actions (default: the embedded one)")
     p.add_argument("--memory-model", help="model for memory turns, e.g. BASE:ADAPTER (Loop 2's specialist)")
     p.add_argument("--endpoint", default="embedded", help="the agent's endpoint URL, or embedded (default)")
@@ -101,7 +105,10 @@ def run(args: argparse.Namespace) -> int:
     }
     if args.model:
         tree["model"] = args.model
-    labels = {k: f"--{k.replace('_', '-')}" for k in tree} | {"gate.margin": "--margin", "gate.level": "--level"}
+    labels = {k: f"--{k.replace('_', '-')}" for k in tree} | {
+        "gate.margin": "--margin",
+        "gate.level": "--level",
+    }
     try:
         config = parse_model(EvolveConfig, tree, source="the command line", what="evolve", labels=labels)
         reviewer = make_reviewer(config.reviewer, context_window=config.context_window, say=say)
@@ -118,7 +125,9 @@ def run(args: argparse.Namespace) -> int:
         say("finished iterations are kept; after fixing it, run the same command again")
         return 1
     except KeyboardInterrupt:
-        say("\ninterrupted: finished iterations and committed episodes are kept; run the same command to resume")
+        say(
+            "\ninterrupted: finished iterations and committed episodes are kept; run the same command to resume"
+        )
         return 130
     _print(result, config, evolve)
     return 0
@@ -129,7 +138,9 @@ def _num(value: object, fmt: str = "+.3f") -> str:
 
 
 def _print(result, config, evolve) -> None:
-    print(f"{'it':>3} {'decision':<15} {'scaffold':<26} {'rule':<14} {'gain':>7} {'lower':>7} {'p':>6}  reason")
+    print(
+        f"{'it':>3} {'decision':<15} {'scaffold':<26} {'rule':<14} {'gain':>7} {'lower':>7} {'p':>6}  reason"
+    )
     for r in result.rows:
         reason = " ".join((r.get("reason") or "").split())
         print(

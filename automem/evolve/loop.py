@@ -16,6 +16,7 @@ match it), the scaffolds (``scaffolds/<content id>.yaml``) and the result (``res
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import time
 from collections.abc import Callable
@@ -27,7 +28,7 @@ from pydantic import Field, field_validator, model_validator
 
 from automem.config import StrictConfig
 from automem.evolve.gate import GateConfig, GateResult, paired_gate
-from automem.evolve.lineage import append_row, read_rows
+from automem.evolve.lineage import LINEAGE_SCHEMA, append_row, read_rows
 from automem.evolve.patch import Candidate, PatchRejected, apply_patch
 from automem.evolve.reviewers import Review, Reviewer, ReviewRequest
 from automem.llm.embedded import BASE_MODEL_ID
@@ -200,6 +201,8 @@ class Evolve:
         for k in range(len(rows), self.config.iterations + 1):
             self.say(f"iteration {k}/{self.config.iterations}: scaffold in force {current.id}")
             row = self._iteration(k, current, rows)
+            row = {f: row.get(f) for f in LINEAGE_SCHEMA.names}
+            row["created_at"] = dt.datetime.now(dt.UTC).replace(microsecond=0)
             append_row(self.st, row)
             rows.append(row)
             if row["scaffold_yaml"]:

@@ -16,8 +16,8 @@ rule               fires when                                          proposes
                    >= 20% of memory turns                              to 512), else lower ``max_ops_per_turn``
 ``unread_memory``  a schema file written >= 5 times, never read and    show it in every prompt
                    not in the prompt                                   (``context.include_files``)
-``parse_errors``   operations that do not parse, >= 20% of ops,        send the turn grammar (``constrained: true``)
-                   with the grammar off
+``parse_errors``   unreadable operations (no parse, no such operation,  send the turn grammar (``constrained: true``)
+                   bad arguments), >= 20% of ops, with the grammar off
 =================  ==================================================  ===========================================
 
 Rules are tried in that order; the reviewer proposes the first patch it has not tried before.
@@ -35,6 +35,8 @@ from automem.scaffold.schema import Scaffold
 
 READ_LIKE = frozenset({"READ", "TAIL", "COUNT", "SEARCH"})
 WRITE_OPS = frozenset({"APPEND", "WRITE", "UPSERT", "REPLACE"})
+UNREADABLE = frozenset({"parse", "unknown_op", "bad_args"})
+"""Error kinds of an operation the model wrote in a shape the grammar would not have allowed."""
 
 
 @dataclass
@@ -54,6 +56,7 @@ class Evidence:
     redundant_appends: Counter[str] = field(default_factory=Counter)
     """Appends whose every line the same episode had already appended to the file."""
     parse_errors: int = 0
+    """Operations that failed as ``UNREADABLE`` (not parsed, no such operation, wrong arguments)."""
     memory_turns: int = 0
     capped_turns: int = 0
     """Memory turns whose completion used the whole ``memory_max_tokens``."""
@@ -86,7 +89,7 @@ def gather_evidence(con: Any, scaffold: Scaffold, run_id: str | None = None) -> 
         name = args[0] if args else ""
         if op == "SEARCH":
             name = args[1] if len(args) > 1 and args[1] != "*" else ""
-        if kind == "parse":
+        if kind in UNREADABLE:
             ev.parse_errors += 1
         if op in READ_LIKE:
             ev.read_ops += 1

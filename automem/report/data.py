@@ -12,11 +12,18 @@ The size cap (``ReportConfig.max_bytes``) holds for the whole HTML file, page an
   If even the page without any episode row or replay exceeds the cap, building fails with the size it needs.
 
 Every sample and cut is written into ``notes``, which the page shows at the top.
+
+``lineage`` is Loop 1's tree of candidate scaffolds (``automem.evolve.lineage``), one entry per evolve run: each
+node's diff is cut at ``_DIFF_BYTES``, its rationale and reason at ``_TEXT_CHARS``, and the diffs together take at
+most ``_LINEAGE_SHARE`` of the cap (the diffs of the scaffolds that were accepted first, then by iteration; those
+left out are said so in the notes and on the node). It is part of the page that the episode rows and the replay
+share what is left of.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import math
 import random
 from typing import Any
 
@@ -37,6 +44,33 @@ _TABLE_SHARE = 0.25  # share of the room under the cap that the episode table ma
 _NOTE_RESERVE = 2048  # bytes kept for the notes, which are written last
 _FETCH_CHUNK = 16  # replay episodes read per query (one scan of each table per chunk, not per episode)
 _MIN_REPLAY_BYTES = 1024  # below this, no replay record can fit
+_DIFF_BYTES = 8192  # most bytes of one lineage node's diff (cut at a line, with a marker)
+_TEXT_CHARS = 600  # most characters of a lineage node's rationale or reason
+_LINEAGE_SHARE = 0.1  # share of the cap that the lineage diffs may take together
+_NO_SCAFFOLD = (
+    "invalid_patch",
+    "reviewer_error",
+    "no_proposal",
+)  # decisions that leave no candidate scaffold
+_LINEAGE_TEXT = ("reason", "reject_kind", "scaffold_id", "content_id", "reviewer", "rule", "rationale")
+_LINEAGE_FIGURES = (
+    "digest_tokens",
+    "n_seeds",
+    "parent_mean",
+    "candidate_mean",
+    "mean_diff",
+    "lower",
+    "upper",
+    "p_value",
+    "margin",
+    "level",
+    "op_error_rate_diff",
+    "op_error_rate_lo",
+    "op_error_rate_hi",
+    "redundant_write_rate_diff",
+    "redundant_write_rate_lo",
+    "redundant_write_rate_hi",
+)
 _EPISODE_COLUMNS = (
     *KEY,
     "env_id",
@@ -149,6 +183,7 @@ def build_payload(root: Any, cfg: ReportConfig) -> dict[str, Any]:
             "plots": plots,
             "replay": [],
             "notes": [],
+            "lineage": _lineage(con, cfg.max_bytes, notes),
         }
         if cfg.compare:
             table = compare_groups(per, cfg.compare, cfg.baseline)
@@ -233,6 +268,92 @@ def _prefix(sizes: list[int], budget: int) -> int:
         if total > budget:
             return i
     return len(sizes)
+
+
+def _short(text: Any, limit: int) -> str | None:
+    if text is None:
+        return None
+    text = str(text)
+    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
+
+
+def _number(v: Any) -> Any:
+    return None if isinstance(v, float) and not math.isfinite(v) else v
+
+
+def _cut_diff(diff: str, limit: int = _DIFF_BYTES) -> tuple[str, bool]:
+    """``diff`` at most ``limit`` UTF-8 bytes (cut after a whole line where possible), and whether it was cut."""
+    data = diff.encode()
+    if len(data) <= limit:
+        return diff, False
+    head = data[:limit].decode(errors="ignore")
+    if "\n" in head:
+        head = head[: head.rindex("\n") + 1]
+    return head + f"\u2026 (diff cut: {len(head.encode())} of {len(data)} bytes shown)\n", True
+
+
+def _lineage(con: Any, max_bytes: int, notes: list[str]) -> list[dict[str, Any]]:
+    """Loop 1's candidate scaffolds as trees, one per evolve run (see the module docstring); [] without any.
+
+    A node's ``parent`` is the ``iteration`` of the earlier node whose ``content_id`` is its ``parent_content_id``
+    (None for the starting scaffold, or a parent not found); nodes without a scaffold of their own (an invalid
+    patch, a reviewer error, no proposal) are leaves under the scaffold they were to revise (``leaf``).
+    ``current`` marks the scaffold in force after the run's last iteration.
+    """
+    rows = con.sql(
+        "SELECT * EXCLUDE (scaffold_yaml) FROM lineage ORDER BY evolve, iteration"
+    ).to_arrow_table()
+    runs: dict[str, list[dict[str, Any]]] = {}
+    for r in rows.to_pylist():
+        runs.setdefault(r["evolve"], []).append(r)
+    out: list[dict[str, Any]] = []
+    diffs: list[tuple[int, dict[str, Any], str]] = []
+    for name, items in runs.items():
+        node_of: dict[str, int] = {}  # content id -> its node: the first start/accepted one, else the first
+        for r in sorted(items, key=lambda r: (r["decision"] not in ("start", "accepted"), r["iteration"])):
+            if r["content_id"]:
+                node_of.setdefault(r["content_id"], r["iteration"])
+        current_cid = items[-1]["current_content_id"]
+        nodes = []
+        for r in items:
+            parent = node_of.get(r["parent_content_id"] or "")
+            if parent is not None and parent >= r["iteration"]:
+                parent = None  # never a cycle
+            node: dict[str, Any] = {
+                "iteration": r["iteration"],
+                "parent": parent,
+                "decision": r["decision"],
+                "leaf": r["decision"] in _NO_SCAFFOLD or not r["content_id"],
+                "current": bool(current_cid) and node_of.get(current_cid) == r["iteration"],
+                "created_at": r["created_at"].isoformat(timespec="seconds") if r["created_at"] else None,
+                **{k: _short(r[k], _TEXT_CHARS) for k in _LINEAGE_TEXT},
+                **{k: _number(r[k]) for k in _LINEAGE_FIGURES},
+                "diff": None,
+                "diff_cut": False,
+                "diff_left_out": False,
+            }
+            nodes.append(node)
+            if r["diff"]:
+                rank = 0 if r["decision"] == "accepted" else 1
+                diffs.append((rank, node, r["diff"]))
+        out.append({"evolve": name, "current_content_id": current_cid, "nodes": nodes})
+    budget = int(max_bytes * _LINEAGE_SHARE)
+    left_out = 0
+    for _, node, diff in sorted(diffs, key=lambda d: d[0]):  # stable: by run and iteration within a rank
+        text, cut = _cut_diff(diff)
+        size = embedded_size(text)
+        if size > budget:
+            node["diff_left_out"] = True
+            left_out += 1
+            continue
+        budget -= size
+        node["diff"], node["diff_cut"] = text, cut
+    if left_out:
+        notes.append(
+            f"The diffs of {left_out} lineage node(s) were left out to keep the report under {_mb(max_bytes)} "
+            '(--max-mb); `automem query ROOT "SELECT diff FROM lineage"` has them all.'
+        )
+    return out
 
 
 def _progression(rows: list[dict], by: list[str], seed: int, notes: list[str]) -> dict[str, list[float]]:

@@ -34,7 +34,18 @@ def say(msg: str) -> None:
 
 
 def evolve(root: str, name: str, *args: str) -> int:
-    cmd = [sys.executable, "-m", "pipelines.cli", "evolve", "--out", root, "--name", name, "--no-progress", *args]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pipelines.cli",
+        "evolve",
+        "--out",
+        root,
+        "--name",
+        name,
+        "--no-progress",
+        *args,
+    ]
     say("$ automem " + " ".join(cmd[3:]))
     return subprocess.run(cmd, cwd=ROOT_DIR).returncode
 
@@ -87,7 +98,16 @@ def main() -> int:
 
     st = Storage(a.root)
     out: dict = {"seconds": round(time.monotonic() - start), "exit_codes": codes}
-    keep = ("iteration", "decision", "rule", "scaffold_id", "reject_kind", "reason", "digest_tokens", "n_seeds")
+    keep = (
+        "iteration",
+        "decision",
+        "rule",
+        "scaffold_id",
+        "reject_kind",
+        "reason",
+        "digest_tokens",
+        "n_seeds",
+    )
     keep += ("parent_mean", "candidate_mean", "mean_diff", "lower", "upper", "p_value", "reviewer_seconds")
     keep += ("op_error_rate_diff", "op_error_rate_lo", "op_error_rate_hi")
     keep += ("redundant_write_rate_diff", "redundant_write_rate_lo", "redundant_write_rate_hi")

@@ -223,3 +223,35 @@ def test_report_comparison_page_shows_each_measure_with_its_interval(tmp_path, c
     # The scripted model answers both the same way: every difference is exactly 0 (verdict same).
     assert all(r.split("\t")[-1] == "same" for r in rows[1:]), rows
     assert "paired by seed" in cdp.js("document.getElementById('compare-caption').textContent")
+
+
+def test_report_lineage_tree_opens_a_node_to_its_diff(tmp_path, chromium):
+    from automem.evolve.lineage import append_row
+
+    _store(tmp_path / "store", seeds=1)
+    st = Storage(str(tmp_path / "store"))
+    append_row(
+        st, {"evolve": "evo", "iteration": 0, "decision": "start", "scaffold_id": "s0", "content_id": "c0"}
+    )
+    diff = "--- s0\n+++ s1\n@@ -1 +1 @@\n-id: s0\n+id: s1 <b>x</b>\n"
+    accepted = {"iteration": 1, "decision": "accepted", "scaffold_id": "s1", "content_id": "c1", "diff": diff}
+    append_row(st, {"evolve": "evo", **accepted, "parent_content_id": "c0", "current_content_id": "c1"})
+    out = tmp_path / "lineage.html"
+    write_report(str(tmp_path / "store"), out, ReportConfig())
+    cdp = chromium
+    cdp.send("Runtime.enable")
+    cdp.send("Page.enable")
+    cdp.send("Page.navigate", url=out.as_uri())
+    cdp.wait_for("Page.loadEventFired")
+    assert cdp.js("document.getElementById('lineage').hidden") is False
+    node = "#lineage li li > details[data-iteration='1']"  # the candidate, nested under the start
+    assert cdp.js(f"document.querySelector({json.dumps(node)} + ' .dec').textContent") == "accepted"
+    assert cdp.js(f"document.querySelector({json.dumps(node)}).open") is False
+    cdp.click(node + " > summary")
+    assert cdp.js(f"document.querySelector({json.dumps(node)}).open") is True
+    shown = cdp.js(f"document.querySelector({json.dumps(node)} + ' pre.diff').textContent")
+    assert shown == diff  # as text: the markup in the diff is not markup
+    assert (
+        cdp.js(f"document.querySelector({json.dumps(node)} + ' pre.diff .add').textContent")
+        == "+id: s1 <b>x</b>\n"
+    )

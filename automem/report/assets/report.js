@@ -218,6 +218,90 @@
     for (const r of D.episodes.slice(0, 2000)) table.appendChild(el('tr', {}, ...cols.map(c => el('td', {}, fmt(r[c])))));
   }
 
+  // ---- lineage (Loop 1) ----------------------------------------------------------------------------------
+  function signed(v) { return v === null || v === undefined ? '–' : (v > 0 ? '+' : '') + fmt(v); }
+
+  function diffPre(text) {
+    const pre = el('pre', { class: 'diff' });
+    const lines = text.split('\n');
+    if (lines[lines.length - 1] === '') lines.pop();  // the newline that ends the last line
+    for (const line of lines) {
+      const cls = line.startsWith('+++') || line.startsWith('---') ? 'file' : line.startsWith('+') ? 'add'
+        : line.startsWith('-') ? 'del' : line.startsWith('@@') ? 'hunk' : 'ctx';
+      pre.appendChild(el('span', { class: cls }, line + '\n'));
+    }
+    return pre;
+  }
+
+  function lineageNode(n) {
+    const decision = n.decision === 'accepted' || n.decision === 'rejected' ? n.decision : 'other';
+    const summary = el('summary', {}, `#${n.iteration} `,
+      el('span', { class: 'sid' }, n.leaf ? '(no scaffold)' : String(n.scaffold_id)), ' ',
+      el('span', { class: `dec ${decision}` }, String(n.decision)));
+    if (n.mean_diff !== null && n.mean_diff !== undefined) {
+      summary.appendChild(el('span', { class: 'gain' }, ` gain ${signed(n.mean_diff)}`,
+        el('span', { class: 'ci' }, ` (lower ${signed(n.lower)})`)));
+    }
+    if (n.current) {
+      summary.append(' ', el('span', { class: 'badge current', title: 'the scaffold in force after the run' }, 'in force'));
+    }
+    const body = el('div', { class: 'body' });
+    const who = [n.reviewer && `reviewer ${n.reviewer}`, n.rule && `rule ${n.rule}`,
+      n.digest_tokens !== null && n.digest_tokens !== undefined && `digest ${fmt(n.digest_tokens)} tokens`,
+      n.reject_kind && `refused: ${n.reject_kind}`, n.created_at].filter(Boolean).join(' · ');
+    if (who) body.appendChild(el('div', { class: 'muted' }, who));
+    if (n.reason) body.appendChild(el('div', { class: 'reason' }, el('b', {}, 'Reason: '), n.reason));
+    if (n.rationale) body.appendChild(el('div', { class: 'rationale' }, el('b', {}, 'Rationale: '), n.rationale));
+    if (n.n_seeds !== null && n.n_seeds !== undefined) {
+      const level = n.level ? `${fmt(100 * n.level)}% ` : '';
+      const rows = [
+        ['seeds', fmt(n.n_seeds)], ['parent mean', fmt(n.parent_mean)], ['candidate mean', fmt(n.candidate_mean)],
+        ['gain', `${signed(n.mean_diff)} [${signed(n.lower)}, ${signed(n.upper)}] ${level}interval`],
+        ['p', fmt(n.p_value)], ['margin', signed(n.margin)],
+        ['op error rate diff', `${signed(n.op_error_rate_diff)} [${signed(n.op_error_rate_lo)}, ${signed(n.op_error_rate_hi)}]`],
+        ['redundant write rate diff',
+          `${signed(n.redundant_write_rate_diff)} [${signed(n.redundant_write_rate_lo)}, ${signed(n.redundant_write_rate_hi)}]`]];
+      body.appendChild(el('table', { class: 'gate' }, ...rows.map(([k, v]) => el('tr', {}, el('td', {}, k), el('td', {}, v)))));
+    }
+    if (n.diff) {
+      if (n.diff_cut) body.appendChild(el('div', { class: 'muted' }, 'diff cut to fit the report (see its last line)'));
+      body.appendChild(diffPre(n.diff));
+    } else if (n.diff_left_out) {
+      body.appendChild(el('p', { class: 'muted' }, 'diff left out to keep the report under its size cap'));
+    }
+    return el('details', { class: 'lnode', 'data-iteration': String(n.iteration), 'data-decision': decision }, summary, body);
+  }
+
+  function renderLineage() {
+    const runs = (D.lineage || []).filter(r => r.nodes.length);
+    if (!runs.length) return;
+    document.getElementById('lineage').hidden = false;
+    document.getElementById('nav-lineage').hidden = false;
+    const box = document.getElementById('lineage-trees');
+    for (const run of runs) {
+      const ids = new Set(run.nodes.map(n => n.iteration));
+      const children = new Map();
+      for (const n of run.nodes) {
+        const p = n.parent !== null && ids.has(n.parent) ? n.parent : null;
+        if (!children.has(p)) children.set(p, []);
+        children.get(p).push(n);
+      }
+      const list = (parent, cls) => {
+        const ul = el('ul', cls ? { class: cls } : {});
+        for (const n of children.get(parent) || []) {
+          const li = el('li', {}, lineageNode(n));
+          if (children.has(n.iteration)) li.appendChild(list(n.iteration));
+          ul.appendChild(li);
+        }
+        return ul;
+      };
+      const accepted = run.nodes.filter(n => n.decision === 'accepted').length;
+      box.appendChild(el('h3', {}, `evolve run ${run.evolve} `,
+        el('span', { class: 'muted' }, `${run.nodes.length} node(s), ${accepted} accepted`)));
+      box.appendChild(el('div', { class: 'lineage-run', 'data-evolve': String(run.evolve) }, list(null, 'tree')));
+    }
+  }
+
   // ---- replay -------------------------------------------------------------------------------------------
   const replay = { ep: null, step: 0, cache: new Map() };
 
@@ -344,6 +428,7 @@
   renderHeader();
   renderDiagnostics();
   renderComparison();
+  renderLineage();
   stripPlot(document.getElementById('plot-progression'), 'Progression per episode, by group', D.plots.progression);
   linePlot(document.getElementById('plot-memory'), 'Memory size over steps (mean bytes)', D.plots.memory, 'step', 'bytes');
   stackedBars(document.getElementById('plot-opmix'), 'Operation mix', D.plots.op_mix);
