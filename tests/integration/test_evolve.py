@@ -167,3 +167,43 @@ def test_evolve_bad_input_is_one_line_before_anything_runs(tmp_path):
     bad = run_cli("evolve", "--scaffold", "nope.yaml", "--out", str(tmp_path), env=_env(), check=False)
     assert bad.returncode == 2 and "no scaffold 'nope.yaml'" in bad.stderr
     assert not (tmp_path / "runs").exists() and not (tmp_path / "lineage").exists()
+
+
+def test_the_loops_compose(ray_session, route_stub, tmp_path):
+    """Loop 1 plays memory turns with a Loop 2 specialist (``--memory-model BASE:ADAPTER``), and Loop 2 collects
+    with the evolved scaffold (``automem rollout --scaffold .../final.yaml``, then ``automem distill dataset``)."""
+    import ray
+
+    address = ray.get_runtime_context().gcs_address
+    store = tmp_path / "store"
+    args = _args(
+        tmp_path, route_stub, address, 1, "--memory-model", "stub:specialist", "--holdout-seeds", "none"
+    )
+    run_cli(*args, env=_env(), timeout=600)
+    con = connect(str(store))
+    try:
+        models = con.sql("SELECT DISTINCT phase, model FROM turns ORDER BY phase").fetchall()
+    finally:
+        con.close()
+    assert models == [("action", "stub"), ("log", "stub:specialist"), ("plan", "stub:specialist")]
+
+    final = store / "evolve" / "evolve" / "final.yaml"
+    collect = [
+        "rollout", "--env", "corridor-v0", "--scaffold", str(final), "--endpoint", route_stub, "--model", "stub",
+        "--episodes", "4", "--seeds", "200-203", "--max-steps", "6", "--executor", "local", "--out", str(store),
+        "--run-id", "collect", "--no-progress",
+    ]  # fmt: skip
+    run_cli(*collect, env=_env(), timeout=300)
+    con = connect(str(store))
+    try:
+        (scaffold_id,) = con.execute(
+            "SELECT DISTINCT scaffold_id FROM episodes WHERE run_id = 'collect'"
+        ).fetchone()
+    finally:
+        con.close()
+    assert scaffold_id.startswith("corridor-evo-")
+    data = run_cli(
+        "distill", "dataset", "--from", str(store), "--run", "collect", "--strategy", "wellformed",
+        "--out", str(tmp_path / "data"), env=_env(),
+    )  # fmt: skip
+    assert "dataset" in data.stdout
