@@ -10,6 +10,8 @@ rule               fires when                                          proposes
 =================  ==================================================  ===========================================
 ``missing_file``   reads of a file that does not exist, >= 3 and       give the file initial content (in the schema)
                    >= 10% of the run's reads                           or add it to the schema, with a purpose
+``stray_files``    writes to files outside the schema, >= 5 and        allow only the schema's files
+                   >= 30% of writes (new files allowed)                (``allow_new_files: false``)
 ``keyed_file``     appends to a file that repeat one of its lines,     keep it as ``key: value`` lines updated with
                    >= 3 and >= 30% of its appends                      UPSERT (its purpose and the LOG prompt say so)
 ``token_cap``      memory turns that end at the completion cap,        raise ``sampling.memory_max_tokens`` (x1.5, up
@@ -82,7 +84,7 @@ def gather_evidence(con: Any, scaffold: Scaffold, run_id: str | None = None) -> 
     """
     where, params = ("run_id = ?", [run_id]) if run_id else ("true", [])
     ev = Evidence()
-    ev.episodes = con.execute(f"SELECT count(*) FROM episodes WHERE {where}", params).fetchone()[0]
+    ev.episodes = con.execute(f"SELECT count(*) FROM episodes WHERE {where}", params).fetchall()[0][0]
     seen: dict[tuple[str, int, str], set[str]] = {}
     for episode, attempt, op, args, ok, kind in con.execute(_OPS_SQL.format(where=where), params).fetchall():
         ev.ops += 1
@@ -108,7 +110,7 @@ def gather_evidence(con: Any, scaffold: Scaffold, run_id: str | None = None) -> 
             have |= lines
     turns, capped = con.execute(
         _TURNS_SQL.format(where=where), [scaffold.sampling.memory_max_tokens, *params]
-    ).fetchone()
+    ).fetchall()[0]
     ev.memory_turns, ev.capped_turns = turns, capped
     return ev
 
@@ -146,6 +148,21 @@ def missing_file(ev: Evidence, scaffold: Scaffold) -> Proposal | None:
         finding = f"{n} of {ev.read_ops} reads failed because {name} does not exist"
         return Proposal("missing_file", finding, {"files": files})
     return None
+
+
+def stray_files(ev: Evidence, scaffold: Scaffold) -> Proposal | None:
+    """Writes scattered over files the schema does not name: keep the agent to the schema's files."""
+    if not scaffold.allow_new_files or not scaffold.files:
+        return None
+    known = set(scaffold.file_names)
+    stray = {n: c for n, c in ev.writes.items() if n not in known}
+    total = sum(ev.writes.values())
+    n = sum(stray.values())
+    if n < 5 or n < 0.3 * total:
+        return None
+    top = ", ".join(name for name, _ in sorted(stray.items(), key=lambda kv: (-kv[1], kv[0]))[:3])
+    finding = f"{n} of {total} writes went to {len(stray)} files outside the schema (e.g. {top})"
+    return Proposal("stray_files", finding, {"allow_new_files": False})
 
 
 def keyed_file(ev: Evidence, scaffold: Scaffold) -> Proposal | None:
@@ -202,7 +219,7 @@ def parse_errors(ev: Evidence, scaffold: Scaffold) -> Proposal | None:
 
 
 Rule = Callable[[Evidence, Scaffold], Proposal | None]
-RULES: tuple[Rule, ...] = (missing_file, keyed_file, token_cap, unread_memory, parse_errors)
+RULES: tuple[Rule, ...] = (missing_file, stray_files, keyed_file, token_cap, unread_memory, parse_errors)
 """Every rule, in the order the reviewer tries them."""
 
 
@@ -220,6 +237,7 @@ __all__ = [
     "missing_file",
     "parse_errors",
     "proposals",
+    "stray_files",
     "token_cap",
     "unread_memory",
 ]

@@ -14,6 +14,7 @@ from automem.evolve.rules import (
     missing_file,
     parse_errors,
     proposals,
+    stray_files,
     token_cap,
     unread_memory,
 )
@@ -67,6 +68,22 @@ def test_missing_file_is_quiet_when_reads_succeed(tmp_path):
     ev = _evidence(tmp_path, [_steps(6, plan="READ notes.md")], scaffold)
     assert ev.reads["notes.md"] == 6 and not ev.missing_reads
     assert missing_file(ev, scaffold) is None
+
+
+def test_stray_files_keeps_writes_to_the_schema(tmp_path):
+    scaffold = _scaffold()
+    steps = [Step(f"at {t}", "right", log=[f"APPEND junk{t % 3}.md word {t}"]) for t in range(6)]
+    ev = _evidence(tmp_path, [steps], scaffold)
+    p = stray_files(ev, scaffold)
+    assert p is not None and p.patch == {"allow_new_files": False} and "6 of 6 writes" in p.finding
+    assert not apply_patch(scaffold, p.patch).scaffold.allow_new_files
+    assert stray_files(ev, _scaffold(allow_new_files=False)) is None
+
+
+def test_stray_files_is_quiet_when_writes_stay_in_the_schema(tmp_path):
+    scaffold = _scaffold()
+    steps = [Step(f"at {t}", "right", log=[f"APPEND notes.md word {t}"]) for t in range(6)]
+    assert stray_files(_evidence(tmp_path, [steps], scaffold), scaffold) is None
 
 
 def test_keyed_file_fires_on_repeated_appends_and_says_so_in_purpose_and_log_prompt(tmp_path):
@@ -131,6 +148,7 @@ def test_parse_errors_turn_the_grammar_on_only_when_it_is_off(tmp_path):
 def test_rules_are_ordered_and_all_listed(tmp_path):
     assert [r.__name__ for r in RULES] == [
         "missing_file",
+        "stray_files",
         "keyed_file",
         "token_cap",
         "unread_memory",
