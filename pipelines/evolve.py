@@ -157,8 +157,7 @@ def _print(result, config, evolve) -> None:
             f"held-out seeds {h['seeds']} ({h['n']} pairs): progression {h['mean_a']:.3f} -> {h['mean_b']:.3f}, "
             f"gain {h['mean_diff']:+.3f}, {int(round(100 * config.gate.level))}% lower bound {h['lower']:+.3f}"
         )
-    final = evolve.st.path("evolve", config.name, "final.yaml")
-    evolve.st.write_bytes(final, result.final_yaml.encode())
-    print(f"final scaffold: {final}")
+    evolve.st.write_bytes(evolve.st.path("evolve", config.name, "final.yaml"), result.final_yaml.encode())
+    print(f"final scaffold: {config.out.rstrip('/')}/evolve/{config.name}/final.yaml")
     print(f'lineage: automem query {config.out} "SELECT iteration, decision, mean_diff, lower FROM lineage"')
     sys.stdout.flush()

@@ -11,8 +11,13 @@ dataset_rows: the rows of every complete Loop 2 dataset under ROOT/datasets/ (`a
 ROOT`; one with its manifest written), with a dataset_id column; ROOT may hold datasets only:
 
     automem query data "SELECT dataset_id, phase, count(*) FROM dataset_rows GROUP BY ALL"
- For
-s3:// roots, AWS_ENDPOINT_URL names an S3-compatible server. From Python: ``automem.query(root, sql)`` returns
+
+ledger: one row per adapter evaluation (`automem distill eval`; `UNNEST(metrics)` gives one row per metric).
+lineage: one row per Loop 1 candidate scaffold (`automem evolve`): parent, patch, diff, gate statistics, decision:
+
+    automem query runs "SELECT evolve, iteration, decision, rule, mean_diff, lower, p_value FROM lineage"
+
+For s3:// roots, AWS_ENDPOINT_URL names an S3-compatible server. From Python: ``automem.query(root, sql)`` returns
 an Arrow table; from Ray Data: ``actors.data.ray_dataset(root, table)``.
 
 SQL sees the store's views and nothing else: one read-only statement (SELECT, WITH, VALUES, DESCRIBE, SHOW,
