@@ -57,15 +57,16 @@ def main() -> int:
     p.add_argument("--holdout-seeds", default="1000-1007")
     p.add_argument("--iterations", type=int, default=3)
     p.add_argument("--max-steps", type=int, default=20)
+    p.add_argument("--name", default="rules", help="the rules run's name (another name: another experiment)")
     p.add_argument("--skip-llm", action="store_true", help="only the rules run")
     a = p.parse_args()
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     common = ["--env", "crafter-v0", "--max-steps", str(a.max_steps), "--executor", "local"]
     start = time.monotonic()
     codes = {
-        "rules": evolve(
+        a.name: evolve(
             a.root,
-            "rules",
+            a.name,
             *common,
             "--reviewer",
             "rules",

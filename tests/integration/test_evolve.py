@@ -2,7 +2,8 @@
 """``automem evolve`` end to end with the stub model's scaffold-sensitive ``route`` policy, rollouts on the session's
 Ray cluster: the rules reviewer's first patch (give route.md content) makes the toy walk to the goal and is
 accepted, its second (keyed notes) confuses it and is rejected; both are in the lineage table. A run killed with
-SIGKILL in the middle of an iteration resumes with the same command, and every episode is committed once.
+SIGKILL in the middle of an iteration resumes with the same command, and every episode is committed once. The
+loops compose: Loop 2 collects with the evolved scaffold, and Loop 2's specialist plays evolve's memory turns.
 """
 
 from __future__ import annotations
@@ -136,6 +137,36 @@ def test_evolve_accepts_the_good_patch_rejects_the_bad_one_and_resumes_after_a_k
     query = run_cli("query", str(store), "SELECT count(*) AS n FROM lineage", env=_env())
     assert "3" in query.stdout
 
+    # Loop 2 collects with the evolved scaffold, and builds a dataset from those episodes.
+    final = store / "evolve" / "evolve" / "final.yaml"
+    collect = [
+        "rollout", "--env", "corridor-v0", "--scaffold", str(final), "--endpoint", route_stub, "--model", "stub",
+        "--episodes", "4", "--seeds", "200-203", "--max-steps", "6", "--executor", "local", "--out", str(store),
+        "--run-id", "collect", "--no-progress",
+    ]  # fmt: skip
+    run_cli(*collect, env=_env(), timeout=300)
+    con = connect(str(store))
+    try:
+        (scaffold_id,) = con.execute(
+            "SELECT DISTINCT scaffold_id FROM episodes WHERE run_id = 'collect'"
+        ).fetchone()
+    finally:
+        con.close()
+    assert scaffold_id == rows_accepted_id(store)
+    data = run_cli(
+        "distill", "dataset", "--from", str(store), "--run", "collect", "--strategy", "wellformed",
+        "--out", str(tmp_path / "data"), env=_env(),
+    )  # fmt: skip
+    assert "dataset" in data.stdout
+
+
+def rows_accepted_id(store) -> str:
+    con = connect(str(store))
+    try:
+        return con.execute("SELECT scaffold_id FROM lineage WHERE decision = 'accepted'").fetchall()[0][0]
+    finally:
+        con.close()
+
 
 def test_evolve_with_an_openai_reviewer_that_answers_nothing_useful_records_it(
     ray_session, route_stub, tmp_path
@@ -145,10 +176,25 @@ def test_evolve_with_an_openai_reviewer_that_answers_nothing_useful_records_it(
 
     address = ray.get_runtime_context().gcs_address
     args = _args(
-        tmp_path, route_stub, address, 1, "--reviewer", f"openai:stub@{route_stub}", "--holdout-seeds", "none"
+        tmp_path,
+        route_stub,
+        address,
+        1,
+        "--reviewer",
+        f"openai:stub@{route_stub}",
+        "--holdout-seeds",
+        "none",
+        "--memory-model",
+        "stub:specialist",
     )
     res = run_cli(*args, env=_env(), timeout=600)
     assert "  1 invalid_patch" in res.stdout and "changes nothing" in res.stdout
+    con = connect(str(tmp_path / "store"))
+    try:
+        models = con.sql("SELECT DISTINCT phase, model FROM turns ORDER BY phase").fetchall()
+    finally:
+        con.close()
+    assert models == [("action", "stub"), ("log", "stub:specialist"), ("plan", "stub:specialist")]
 
 
 def test_evolve_bad_input_is_one_line_before_anything_runs(tmp_path):
@@ -167,43 +213,3 @@ def test_evolve_bad_input_is_one_line_before_anything_runs(tmp_path):
     bad = run_cli("evolve", "--scaffold", "nope.yaml", "--out", str(tmp_path), env=_env(), check=False)
     assert bad.returncode == 2 and "no scaffold 'nope.yaml'" in bad.stderr
     assert not (tmp_path / "runs").exists() and not (tmp_path / "lineage").exists()
-
-
-def test_the_loops_compose(ray_session, route_stub, tmp_path):
-    """Loop 1 plays memory turns with a Loop 2 specialist (``--memory-model BASE:ADAPTER``), and Loop 2 collects
-    with the evolved scaffold (``automem rollout --scaffold .../final.yaml``, then ``automem distill dataset``)."""
-    import ray
-
-    address = ray.get_runtime_context().gcs_address
-    store = tmp_path / "store"
-    args = _args(
-        tmp_path, route_stub, address, 1, "--memory-model", "stub:specialist", "--holdout-seeds", "none"
-    )
-    run_cli(*args, env=_env(), timeout=600)
-    con = connect(str(store))
-    try:
-        models = con.sql("SELECT DISTINCT phase, model FROM turns ORDER BY phase").fetchall()
-    finally:
-        con.close()
-    assert models == [("action", "stub"), ("log", "stub:specialist"), ("plan", "stub:specialist")]
-
-    final = store / "evolve" / "evolve" / "final.yaml"
-    collect = [
-        "rollout", "--env", "corridor-v0", "--scaffold", str(final), "--endpoint", route_stub, "--model", "stub",
-        "--episodes", "4", "--seeds", "200-203", "--max-steps", "6", "--executor", "local", "--out", str(store),
-        "--run-id", "collect", "--no-progress",
-    ]  # fmt: skip
-    run_cli(*collect, env=_env(), timeout=300)
-    con = connect(str(store))
-    try:
-        (scaffold_id,) = con.execute(
-            "SELECT DISTINCT scaffold_id FROM episodes WHERE run_id = 'collect'"
-        ).fetchone()
-    finally:
-        con.close()
-    assert scaffold_id.startswith("corridor-evo-")
-    data = run_cli(
-        "distill", "dataset", "--from", str(store), "--run", "collect", "--strategy", "wellformed",
-        "--out", str(tmp_path / "data"), env=_env(),
-    )  # fmt: skip
-    assert "dataset" in data.stdout
