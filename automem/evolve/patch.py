@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
@@ -38,10 +38,12 @@ _PATCH_CONFIG = ConfigDict(extra="forbid", frozen=True)
 
 
 def _partial(model: type[BaseModel], name: str) -> type[BaseModel]:
-    """``model`` with every field optional (None: unchanged); value ranges are checked on the merged scaffold."""
+    """``model`` with every field optional (None: unchanged), its ranges kept (checked again on the merged scaffold)."""
     fields: dict[str, Any] = {}
     for n, f in model.model_fields.items():
         annotation: Any = f.annotation
+        if f.metadata:  # keep the ranges (ge, le, ...) so the JSON schema carries them to a grammar
+            annotation = Annotated[(annotation, *f.metadata)]  # type: ignore[valid-type]
         fields[n] = (annotation | None, Field(None, description=f.description))
     return create_model(name, __config__=_PATCH_CONFIG, __doc__=f"Changes to {model.__name__}.", **fields)
 

@@ -59,12 +59,16 @@ def main() -> int:
     p.add_argument("--max-steps", type=int, default=20)
     p.add_argument("--name", default="rules", help="the rules run's name (another name: another experiment)")
     p.add_argument("--skip-llm", action="store_true", help="only the rules run")
+    p.add_argument("--skip-rules", action="store_true", help="only the llm run")
+    p.add_argument("--llm-name", default="llm", help="the llm run's name")
+    p.add_argument("--llm-iterations", type=int, default=1)
     a = p.parse_args()
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     common = ["--env", "crafter-v0", "--max-steps", str(a.max_steps), "--executor", "local"]
     start = time.monotonic()
-    codes = {
-        a.name: evolve(
+    codes: dict[str, int] = {}
+    if not a.skip_rules:
+        codes[a.name] = evolve(
             a.root,
             a.name,
             *common,
@@ -77,11 +81,10 @@ def main() -> int:
             "--iterations",
             str(a.iterations),
         )
-    }
     if not a.skip_llm:
-        codes["llm"] = evolve(
+        codes[a.llm_name] = evolve(
             a.root,
-            "llm",
+            a.llm_name,
             *common,
             "--reviewer",
             "openai",
@@ -90,7 +93,7 @@ def main() -> int:
             "--holdout-seeds",
             "none",
             "--iterations",
-            "1",
+            str(a.llm_iterations),
             "--max-steps",
             "10",
         )
