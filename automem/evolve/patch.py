@@ -66,7 +66,11 @@ def _patch_fields() -> dict[str, Any]:
     fields: dict[str, Any] = {
         "rationale": (
             str,
-            Field("", description="Why this change should help, from what the episodes show."),
+            Field(
+                "",
+                max_length=600,
+                description="Why this change should help, from what the episodes show (600 characters at most).",
+            ),
         ),
     }
     for n, f in Scaffold.model_fields.items():

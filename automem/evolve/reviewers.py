@@ -132,7 +132,7 @@ class OpenAIReviewer:
         api_key: str | None = None,
         counter: TokenCounter | None = None,
         context_window: int = 4096,
-        max_tokens: int = 400,
+        max_tokens: int = 600,
         temperature: float = 0.7,
         timeout_s: float = 300.0,
         digest_budget: int | None = None,
@@ -192,11 +192,15 @@ class OpenAIReviewer:
             return Review(None, error=f"HTTP {resp.status_code}: {resp.text[:300]}", seconds=seconds)
         try:
             data = resp.json()
-            text = data["choices"][0]["message"]["content"] or ""
+            choice = data["choices"][0]
+            text = choice["message"]["content"] or ""
             usage = {k: int(v) for k, v in (data.get("usage") or {}).items() if isinstance(v, int)}
         except (ValueError, KeyError, IndexError, TypeError) as exc:
             return Review(None, error=f"not a chat completion: {exc!r}", seconds=seconds)
-        return _answer(text, seconds, usage)
+        review = _answer(text, seconds, usage)
+        if review.error and choice.get("finish_reason") == "length":
+            review.error = f"the answer was cut at max_tokens ({self.max_tokens}); {review.error}"
+        return review
 
 
 def _answer(text: str, seconds: float, usage: dict[str, int]) -> Review:
