@@ -98,13 +98,21 @@ def _list(args: argparse.Namespace) -> int:
     specs = list_envs()
     if args.json:
         listed = [
-            {"id": s.id, "description": s.description, "kwargs": s.kwargs, "test": s.is_test} for s in specs
+            {
+                "id": s.id,
+                "description": s.description,
+                "kwargs": s.kwargs,
+                "test": s.is_test,
+                "balrog_equivalent": s.balrog_equivalent,
+            }
+            for s in specs
         ]
         print(json.dumps(listed))
         return 0
     width = max(len(s.id) for s in specs)
     for s in specs:
-        print(f"{s.id:<{width}}  {s.description}")
+        mark = " [BALROG-equivalent]" if s.balrog_equivalent else ""
+        print(f"{s.id:<{width}}  {s.description}{mark}")
     return 0
 
 

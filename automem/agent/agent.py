@@ -27,7 +27,7 @@ from automem.agent.prompt import (
     results_message,
     static_prefix,
 )
-from automem.envs.base import TextEnv, validate_action
+from automem.envs.base import TextEnv, actions_now, validate_action
 from automem.llm.protocol import ChatModel, OutputConstraint, SamplingParams
 from automem.llm.tokens import PER_MESSAGE_TOKENS, ApproxTokenCounter, TokenCounter, count_messages
 from automem.memory.grammar import action_regex, parse, turn_regex
@@ -197,6 +197,8 @@ class Agent:
         last_note = ""
         total_reward, terminated, truncated, steps = 0.0, False, False, 0
         progression = float(info.get("progression", 0.0))
+        # Actions for this step only (NetHack's "letter g" while the game asks for an item).
+        extra = actions_now(env)
         for t in range(max_steps):
             # LOG: the observation now on screen is the outcome of the previous action.
             await self._memory_phase(
@@ -204,7 +206,7 @@ class Agent:
                 t,
                 system,
                 phash,
-                self._context(t, last_action, last_note, obs, store),
+                self._context(t, last_action, last_note, obs, store, extra),
                 store,
                 emit,
                 tally,
@@ -216,14 +218,14 @@ class Agent:
                 t,
                 system,
                 phash,
-                self._context(t, last_action, last_note, obs, store),
+                self._context(t, last_action, last_note, obs, store, extra),
                 store,
                 emit,
                 tally,
                 episode_id,
             )
             if plan is None:  # no PLAN turn: the action instruction follows the step context directly
-                ctx = self._context(t, last_action, last_note, obs, store)
+                ctx = self._context(t, last_action, last_note, obs, store, extra)
                 user = self._user(system, ctx, self.scaffold.prompts.action)
                 convo = [{"role": "system", "content": system}, {"role": "user", "content": user}]
                 est = count_messages(self.counter, convo)
@@ -237,15 +239,18 @@ class Agent:
                     self.scaffold.context.max_prompt_tokens,
                     plan[2],
                 )
-            text, index, valid = await self._commit(t, phash, convo, est, names, emit, tally, episode_id)
+            step_names = names + [a.name for a in extra]
+            text, index, valid = await self._commit(t, phash, convo, est, step_names, emit, tally, episode_id)
             if not valid:
                 tally.invalid_actions += 1
                 index = default_index
             # A thread hop costs ~0.1-0.3 ms; games whose steps take less than that on average run inline.
             # Resets, and games with slow steps (Crafter's), go to a thread so the event loop keeps serving.
             cheap = t >= 3 and tally.env_seconds / t < 1e-4
+            # An extra action goes by name: it has no index in env.actions.
+            chosen: int | str = index if index < len(names) else step_names[index]
             next_obs, reward, terminated, truncated, info = await self._env(
-                tally, env.step, index, cheap=cheap
+                tally, env.step, chosen, cheap=cheap
             )
             progression = float(info.get("progression", progression))
             total_reward += float(reward)
@@ -254,7 +259,7 @@ class Agent:
                     episode_id=episode_id,
                     step=t,
                     observation=obs,
-                    action=names[index],
+                    action=step_names[index],
                     action_index=index,
                     action_text=text,
                     action_valid=valid,
@@ -266,7 +271,8 @@ class Agent:
                 )
             )
             steps = t + 1
-            last_action = names[index]
+            last_action = step_names[index]
+            extra = actions_now(env)
             last_note = "" if valid else f" (your answer {text.strip()[:40]!r} was not a valid action)"
             obs = next_obs
             if after_step is not None:
@@ -296,11 +302,17 @@ class Agent:
         return end
 
     def _context(
-        self, t: int, last_action: str | None, note: str, obs: str, store: MemoryStore
+        self,
+        t: int,
+        last_action: str | None,
+        note: str,
+        obs: str,
+        store: MemoryStore,
+        extra: list | None = None,
     ) -> StepContext:
         c = self.scaffold.context
         recent = [(n, store.tail_lines(n, c.tail_lines)) for n in c.include_files if n in store.index]
-        return StepContext(t, last_action, note, obs, store.render_index(), recent)
+        return StepContext(t, last_action, note, obs, store.render_index(), recent, list(extra or []))
 
     def _user(self, system: str, ctx: StepContext, instruction: str, reserve: int = 0) -> str:
         """The step-context message, fitted to the budget less ``reserve`` tokens kept for later turns."""
@@ -441,19 +453,26 @@ class Agent:
 
 
 def parse_action(text: str, names: list[str]) -> int | None:
-    """The action a completion names: the whole answer, else the first action name found in it, else None."""
+    """The action a completion names: the whole answer, else the first action name found in it, else None.
+
+    Case counts only between names that differ by case alone (NetHack's ``letter g`` and ``letter G``): an
+    exact match wins over a case-insensitive one.
+    """
     first = text.strip().splitlines()[0] if text.strip() else ""
     cleaned = first.strip().strip("`'\".:,;*").strip()
+    if cleaned in names:
+        return names.index(cleaned)
     lowered = cleaned.lower()
     for i, n in enumerate(names):
         if n.lower() == lowered:
             return i
-    found: list[tuple[int, int, int]] = []  # (position, -length, index): earliest, then longest
+    # (position, -length, case differs, index): earliest, then longest, then the one written in its own case.
+    found: list[tuple[int, int, bool, int]] = []
     for i, n in enumerate(names):
         m = re.search(rf"(?<![\w-]){re.escape(n.lower())}(?![\w-])", text.lower())
         if m:
-            found.append((m.start(), -len(n), i))
-    return min(found)[2] if found else None
+            found.append((m.start(), -len(n), text[m.start() : m.end()] != n, i))
+    return min(found)[3] if found else None
 
 
 def _jsonable(info: dict[str, Any]) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from automem.envs.base import ActionSpec
 from automem.llm.tokens import TokenCounter, count_messages
@@ -45,6 +45,8 @@ class StepContext:
     observation: str
     memory_index: str
     recent: list[tuple[str, list[str]]]  # (file, last lines)
+    # Actions the game takes at this step only (``automem.envs.base.actions_now``: NetHack's ``letter X``).
+    extra_actions: list[ActionSpec] = field(default_factory=list)
 
 
 def _render(ctx: StepContext, obs: str, recent: list[tuple[str, list[str]]]) -> str:
@@ -52,6 +54,10 @@ def _render(ctx: StepContext, obs: str, recent: list[tuple[str, list[str]]]) -> 
     if ctx.last_action is not None:
         parts.append(f"Last action: {ctx.last_action}{ctx.last_action_note}")
     parts.append(f"## Observation\n{obs}")
+    if ctx.extra_actions:
+        # Names only: the observation says what each answers (its question or menu lines).
+        acts = ", ".join(a.name for a in ctx.extra_actions)
+        parts.append(f"## Actions for this step only, besides the game actions\n{acts}")
     parts.append(f"## Memory files now\n{ctx.memory_index}")
     for name, lines in recent:
         if lines:

@@ -88,6 +88,16 @@ class TextEnv(Protocol):
         ...
 
 
+def actions_now(env: object) -> list[ActionSpec]:
+    """Actions an env accepts at this moment besides ``env.actions`` (its optional ``extra_actions``), by name.
+
+    NetHack offers ``letter X`` while the game asks for an inventory item or a menu entry; the list changes from
+    step to step, so it belongs in a step's prompt, never in the static action list. Most envs offer none.
+    """
+    extra = getattr(env, "extra_actions", None)
+    return list(extra) if extra else []
+
+
 def validate_action(actions: list[ActionSpec], action: str | int) -> int | None:
     """The index of ``action`` (a case-insensitive name, or an index as int or digit string), or None."""
     if isinstance(action, bool):

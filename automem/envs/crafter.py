@@ -1,5 +1,11 @@
 """Crafter as a text game (``crafter-v0``, ``crafter-balrog-v0``), without rendering a single pixel.
 
+``crafter-balrog-v0`` (``balrog=True``) is the game BALROG's agents play: its text lists every kind in view as
+BALROG's Crafter wrapper does (``crafter_text``), and its world unfolds as under BALROG's wrapper, which renders
+256x256 images, twice per step (once in ``crafter.Env.step``, once for its observation), and starts each episode
+with a noop step it does not count. The renders matter at night, when each draws noise from the world's random
+generator (below). ``crafter-v0`` is ``crafter.Env``'s own game with the terser text.
+
 The dynamics are Crafter's own (``crafter.Env``); only the observation changes. Two details keep the game both
 fast and exactly reproducible:
 
@@ -29,12 +35,14 @@ ACTIONS: list[ActionSpec] = [
     ActionSpec("move south", "step one cell south (down), or turn to face south if the cell is blocked"),
     ActionSpec(
         "do",
-        "act on the cell you face: collect wood/stone/coal/iron/diamond, drink water, attack or eat a creature",
+        "act on the cell you face: collect wood, stone, coal, iron, diamond or (sometimes, from grass) a sapling,"
+        " drink water, hit a creature, eat a ripe plant; stone and coal need a wood pickaxe, iron needs a stone"
+        " pickaxe, diamond needs an iron pickaxe",
     ),
     ActionSpec("sleep", "sleep to restore energy; you wake up when energy is full"),
     ActionSpec("place stone", "put 1 stone on the cell you face (grass, sand, path, water or lava)"),
-    ActionSpec("place table", "build a table on the cell you face from 2 wood"),
-    ActionSpec("place furnace", "build a furnace on the cell you face from 4 stone; needs a table nearby"),
+    ActionSpec("place table", "build a table on the cell you face (grass, sand or path) from 2 wood"),
+    ActionSpec("place furnace", "build a furnace on the cell you face (grass, sand or path) from 4 stone"),
     ActionSpec("place plant", "plant a sapling on the grass cell you face"),
     ActionSpec("make wood pickaxe", "craft a wood pickaxe from 1 wood; needs a table nearby"),
     ActionSpec("make stone pickaxe", "craft a stone pickaxe from 1 wood and 1 stone; needs a table nearby"),
@@ -112,8 +120,9 @@ def _crafter_env_class() -> type:
     import crafter
 
     class _TextCrafter(crafter.Env):  # type: ignore[misc, name-defined]
-        def __init__(self, **kwargs: Any) -> None:
+        def __init__(self, renders_per_step: int = 1, **kwargs: Any) -> None:
             super().__init__(**kwargs)
+            self._renders_per_step = renders_per_step
             make_deterministic(self)
             # The text is built from the world itself; the full-map semantic array is not needed.
             self._sem_view = lambda: None
@@ -129,7 +138,8 @@ def _crafter_env_class() -> type:
             # Crafter's renderer draws this noise from the world's generator at night (LocalView._light);
             # drawing it here keeps the game identical to crafter.Env's without building the image.
             if self._world.daylight < 0.5:
-                self._world.random.uniform(32, 127, self._noise_shape)
+                for _ in range(self._renders_per_step):
+                    self._world.random.uniform(32, 127, self._noise_shape)
             return None
 
     return _TextCrafter
@@ -143,18 +153,35 @@ class CrafterTextEnv:
             ``crafter-balrog-v0``).
         area: World size in cells.
         view: Crafter's view grid; the player sees ``view[0]`` x ``view[1] - 2`` cells around them.
+        balrog: BALROG's game and listing (``crafter-balrog-v0``): every kind in view is listed, grass, sand and
+            path included, and the world unfolds as under BALROG's wrapper (see the module's docstring);
+            ``False`` (``crafter-v0``): ``crafter.Env``'s own game, and grass, sand and path are not listed.
     """
 
     env_id = "crafter-v0"
 
     def __init__(
-        self, max_steps: int = 10_000, area: tuple[int, int] = (64, 64), view: tuple[int, int] = (9, 9)
+        self,
+        max_steps: int = 10_000,
+        area: tuple[int, int] = (64, 64),
+        view: tuple[int, int] = (9, 9),
+        balrog: bool = False,
     ):
         if max_steps < 1:
             raise ValueError("max_steps must be at least 1")
         self.max_steps = int(max_steps)
-        self._kwargs = {"max_steps": self.max_steps, "area": tuple(area), "view": tuple(view)}
-        self._env = _crafter_env_class()(area=tuple(area), view=tuple(view), length=None, reward=True)
+        self.balrog = bool(balrog)
+        self._kwargs = {
+            "max_steps": self.max_steps,
+            "area": tuple(area),
+            "view": tuple(view),
+            "balrog": self.balrog,
+        }
+        # BALROG's config renders 256x256 images, twice per step; the noise drawn at night depends on both.
+        render = {"size": (256, 256), "renders_per_step": 2} if self.balrog else {}
+        self._env = _crafter_env_class()(
+            area=tuple(area), view=tuple(view), length=None, reward=True, **render
+        )
         self._steps = 0
         self._done = True
         self._seed: int | None = None
@@ -167,7 +194,8 @@ class CrafterTextEnv:
     def reset(self, *, seed: int | None = None) -> tuple[str, dict[str, Any]]:
         """Start an episode on the world generated from ``seed`` (random when None).
 
-        The world is the one ``crafter.Env(seed=seed).reset()`` generates first, whatever happened before.
+        The world is the one ``crafter.Env(seed=seed).reset()`` generates first, whatever happened before (with
+        ``balrog``, one noop step later, as BALROG's reset leaves it).
 
         Raises:
             ValueError: ``seed`` is not an int in ``[0, 2**64)`` (``check_seed``, the same rule as every env's,
@@ -178,6 +206,8 @@ class CrafterTextEnv:
         env._seed = self._seed
         env._episode = 0  # crafter seeds each world from (seed, episode number)
         env.reset()
+        if self.balrog:
+            env.step(0)  # BALROG's reset takes a noop step (not counted) to build its first observation
         self._steps = 0
         self._done = False
         return self._render(), self._info()
@@ -213,7 +243,13 @@ class CrafterTextEnv:
     def _render(self) -> str:
         env = self._env
         return describe(
-            env._world, env._player, env.text_grid, self._steps, self.max_steps, env._world.daylight
+            env._world,
+            env._player,
+            env.text_grid,
+            self._steps,
+            self.max_steps,
+            env._world.daylight,
+            self.balrog,
         )
 
     def _info(self) -> dict[str, Any]:

@@ -1,8 +1,20 @@
 """The text a Crafter player reads: what is in view (nearest of each kind, with direction and distance), what the
 player faces, the four vitals and the inventory, in the manner of BALROG's Crafter observations.
 
-Grass, sand and path are left out of the "you see" list, as in BALROG, because they cover most of the view and
-say little. Directions use the compass: north is up on Crafter's screen (decreasing y), west is left.
+Two listings of what is in view:
+
+- BALROG's (``crafter-balrog-v0``, ``balrog=True``): every material and creature in the 9x7 view, as BALROG's
+  ``CrafterLanguageWrapper`` with its shipped config (``skip_items: []``, ``unique_items: True``) lists them: grass,
+  sand and path included, the nearest cell of each kind, ties going to the westernmost, then northernmost cell,
+  as BALROG's scan of the view picks them; plants are one kind (the nearest plant is named "ripe plant" when it
+  is ripe, which BALROG does not say).
+- The terser one (``crafter-v0``): grass, sand and path are left out of the "you see" list (they cover most of the
+  view), which BALROG's shipped config does not do (its code only has that list, commented out); ripe and
+  unripe plants are listed separately. Ties go to the northernmost, then westernmost cell.
+
+Both differ from BALROG in one way on purpose: BALROG's view is empty ("You see nothing away from you") within 4
+cells of the world's west edge or 3 of its north edge (a negative numpy slice); ours shows what is there.
+Directions use the compass: north is up on Crafter's screen (decreasing y), west is left.
 """
 
 from __future__ import annotations
@@ -41,14 +53,20 @@ _FACING = {(0, -1): "north", (0, 1): "south", (-1, 0): "west", (1, 0): "east"}
 
 
 @lru_cache(maxsize=8)
-def _offsets(width: int, height: int) -> tuple[tuple[int, int], ...]:
-    """Offsets of the visible cells from the player, nearest first (ties: north before south, west before east)."""
+def _offsets(width: int, height: int, balrog: bool = False) -> tuple[tuple[int, int], ...]:
+    """Offsets of the visible cells from the player, nearest first.
+
+    Ties: north before south, then west before east; with ``balrog``, west before east, then north before south
+    (BALROG scans the view column by column from the west and keeps the first nearest cell of each kind).
+    """
     cells = [
         (dx, dy)
         for dx in range(-(width // 2), width // 2 + 1)
         for dy in range(-(height // 2), height // 2 + 1)
     ]
     cells.remove((0, 0))
+    if balrog:
+        return tuple(sorted(cells, key=lambda c: (abs(c[0]) + abs(c[1]), c[0], c[1])))
     return tuple(sorted(cells, key=lambda c: (abs(c[0]) + abs(c[1]), c[1], c[0])))
 
 
@@ -70,8 +88,14 @@ def object_name(obj: Any) -> str:
     return name
 
 
-def nearest_things(world: Any, pos: tuple[int, int], grid: tuple[int, int]) -> list[tuple[str, int, int]]:
-    """``(name, dx, dy)`` of the nearest visible thing of each kind, nearest first; creatures hide the ground."""
+def nearest_things(
+    world: Any, pos: tuple[int, int], grid: tuple[int, int], balrog: bool = False
+) -> list[tuple[str, int, int]]:
+    """``(name, dx, dy)`` of the nearest visible thing of each kind, nearest first; creatures hide the ground.
+
+    Without ``balrog`` grass, sand and path are left out; with it every kind is listed and cells are chosen as
+    BALROG chooses them (see the module's docstring).
+    """
     width, height = int(grid[0]), int(grid[1])
     x, y = pos
     area_w, area_h = world.area
@@ -83,33 +107,48 @@ def nearest_things(world: Any, pos: tuple[int, int], grid: tuple[int, int]) -> l
     objects, names = world._objects, world._mat_names
     seen: set[str] = set()
     found: list[tuple[str, int, int]] = []
-    for dx, dy in _offsets(width, height):
+    for dx, dy in _offsets(width, height, balrog):
         cx, cy = x + dx, y + dy
         if not (0 <= cx < area_w and 0 <= cy < area_h):
             continue
         index = objs[cx - sx0][cy - sy0]
-        name = object_name(objects[index]) if index else names[mats[cx - sx0][cy - sy0]]
-        if name in seen or name in _UNLISTED:
+        if index:
+            obj = objects[index]
+            name = object_name(obj)
+            kind = type(obj).__name__.lower() if balrog else name  # BALROG: a plant is a plant, ripe or not
+        else:
+            name = kind = names[mats[cx - sx0][cy - sy0]]
+        if kind in seen or (not balrog and kind in _UNLISTED):
             continue
-        seen.add(name)
+        seen.add(kind)
         found.append((name, dx, dy))
     return found
 
 
-def describe(world: Any, player: Any, grid: Any, step: int, max_steps: int, daylight: float) -> str:
-    """The observation text for the current state of ``world`` as ``player`` sees it."""
+def describe(
+    world: Any,
+    player: Any,
+    grid: Any,
+    step: int,
+    max_steps: int,
+    daylight: float,
+    balrog: bool = False,
+) -> str:
+    """The observation text for the current state of ``world`` as ``player`` sees it (``balrog``: BALROG's list)."""
     x, y = int(player.pos[0]), int(player.pos[1])
     lines: list[str] = []
     if player.health <= 0:
         lines.append("You died.")
     elif player.sleeping:
         lines.append("You are asleep and will wake up when your energy is full.")
-    things = nearest_things(world, (x, y), (int(grid[0]), int(grid[1])))
+    things = nearest_things(world, (x, y), (int(grid[0]), int(grid[1])), balrog)
     if things:
         lines.append("You see:")
         lines.extend(f"- {name} {where(dx, dy)}" for name, dx, dy in things)
     else:
-        lines.append("You see only grass, sand and path around you.")
+        lines.append(
+            "You see nothing around you." if balrog else "You see only grass, sand and path around you."
+        )
     fx, fy = int(player.facing[0]), int(player.facing[1])
     material, obj = world[(x + fx, y + fy)]
     facing = object_name(obj) if obj is not None else (material or "the edge of the world")

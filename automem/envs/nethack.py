@@ -23,7 +23,21 @@ import numpy as np
 
 from automem.envs.nle_base import NLETextEnv
 
-OBSERVATION_KEYS = ("glyphs", "blstats", "message", "inv_letters", "inv_strs", "tty_chars")
+# tty_cursor: where the cursor is while the game selects a position; chars: the map under a menu drawn over it.
+OBSERVATION_KEYS = (
+    "glyphs",
+    "blstats",
+    "message",
+    "inv_letters",
+    "inv_strs",
+    "tty_chars",
+    "tty_cursor",
+    "chars",
+)
+BALROG_SETTINGS: dict[str, Any] = {  # balrog/config/config.yaml's nle_kwargs (balrog-ai/BALROG)
+    "max_steps": 100_000,  # max_episode_steps; the evaluator's cap is the env's (max_steps_per_episode: null)
+    "no_progress_timeout": 150,
+}
 _BL_DEPTH, _BL_XP, _BL_TIME = 12, 18, 20  # nle.nethack.NLE_BL_DEPTH, NLE_BL_XP, NLE_BL_TIME
 
 
@@ -43,10 +57,17 @@ class NetHackTextEnv(NLETextEnv):
             (10,000 there; BALROG uses 150).
         auto_more: Answer ``--More--`` prompts automatically (BALROG's ``skip_more``).
         character: NLE's character spec; ``"@"`` picks a random role, race, gender and alignment from the seed.
+        answer_menus: Leave menus and questions open for the agent to answer (NLE's ``allow_all_modes`` and
+            ``allow_all_yn_questions``). True is NetHackChallenge's setting and so BALROG's: its NetHack agent
+            answers menus itself. False makes NLE close every menu unchosen and decline most questions, as it
+            does for MiniHack in BALROG (``MiniHackTextEnv``'s ``answer_menus=False``).
+        max_chars: The observation budget: a longer text is shortened least useful part first (``render``);
+            2,400 is the ``nethack-v0`` scaffold's ``max_observation_chars``. None: never shortened.
     """
 
     env_id = "nethack-v0"
     family = "nethack"
+    describe_prompts = True
 
     def __init__(
         self,
@@ -54,9 +75,22 @@ class NetHackTextEnv(NLETextEnv):
         no_progress_timeout: int = 10_000,
         auto_more: bool = True,
         character: str = "@",
+        answer_menus: bool = True,
+        max_chars: int | None = 2400,
     ) -> None:
         self._best = 0.0
-        super().__init__(max_steps, auto_more, no_progress_timeout=no_progress_timeout, character=character)
+        if max_chars is not None and max_chars < 200:
+            raise ValueError("max_chars must be at least 200 (or None)")
+        self.max_chars = max_chars
+        self.answer_menus = answer_menus
+        super().__init__(
+            max_steps,
+            auto_more,
+            no_progress_timeout=no_progress_timeout,
+            character=character,
+            answer_menus=answer_menus,
+            max_chars=max_chars,
+        )
 
     def _make_nle(self, **kwargs: Any) -> Any:
         from nle.env.tasks import NetHackChallenge
@@ -67,9 +101,14 @@ class NetHackTextEnv(NLETextEnv):
             # The text env counts its own steps; the game's cap must not cut in first (--More-- steps count there).
             max_episode_steps=10**12,
             no_progress_timeout=kwargs["no_progress_timeout"],
+            allow_all_yn_questions=kwargs["answer_menus"],
+            allow_all_modes=kwargs["answer_menus"],
             fix_moon_phase=True,
             savedir=None,
         )
+
+    def _max_chars(self) -> int | None:
+        return self.max_chars
 
     def _seed_nle(self, seed: int) -> None:
         nethack = self._env.nethack

@@ -11,6 +11,7 @@ Coordinates: ``x`` is the map column (east is +x), ``y`` the map row (south is +
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from functools import lru_cache
 from typing import Any
@@ -274,6 +275,15 @@ def decode(raw: np.ndarray | bytes) -> str:
     return (data if end < 0 else data[:end]).decode("latin-1").strip()
 
 
+def _trim(rows: list[str]) -> list[str]:
+    rows = [r.rstrip() for r in rows]
+    while rows and not rows[-1]:
+        rows.pop()
+    while rows and not rows[0]:
+        rows.pop(0)
+    return rows
+
+
 def screen_rows(tty_chars: np.ndarray, first: int = 1, last: int = 22) -> list[str]:
     """Rows ``first..last-1`` of the terminal, right-trimmed, without trailing blank rows."""
     rows = [bytes(r).decode("latin-1").rstrip() for r in tty_chars[first:last]]
@@ -284,6 +294,67 @@ def screen_rows(tty_chars: np.ndarray, first: int = 1, last: int = 22) -> list[s
     return rows
 
 
+_MENU_END = re.compile(r"\((?:end|\d+ of \d+)\)$")  # tty's last row of a menu page: "(end)", "(1 of 2)"
+_MENU_ENTRY = re.compile(r"^([a-zA-Z$#]) ([-+#]) (.*)$")  # "a - a +1 long sword", "b + ..." (selected)
+LETTERS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ$#"  # what NetHack names items and entries by
+
+
+def menu_page(tty_chars: np.ndarray) -> tuple[list[str], str]:
+    """The menu page on the screen: its rows from the top (on the first page, the title first), and its page
+    marker (``(end)``, ``(1 of 2)``; ``""`` when none is found).
+
+    tty draws a menu from a left column to the right (over the map) or, when it is wide, over the whole screen;
+    the page marker starts at that column (map squares may show left of it), and the rows keep their
+    indentation from it.
+    """
+    rows = [bytes(r).decode("latin-1").rstrip() for r in tty_chars]
+    found = next(((i, m) for i, r in enumerate(rows) if (m := _MENU_END.search(r))), None)
+    if found is None:
+        indent = len(rows[0]) - len(rows[0].lstrip())
+        marker = ""
+    else:
+        end, match = found
+        indent, marker = match.start(), match.group(0)
+        rows = rows[:end]
+    kept = [r[indent:] for r in rows if r[indent:].strip()]
+    margin = min((len(r) - len(r.lstrip()) for r in kept), default=0)
+    return [r[margin:] for r in kept], marker
+
+
+def menu_letters(rows: list[str]) -> list[str]:
+    """The letters that select a menu page's entries (``a - ...``), in screen order."""
+    out = []
+    for row in rows:
+        found = _MENU_ENTRY.match(row.strip())
+        if found and found.group(1) not in out:
+            out.append(found.group(1))
+    return out
+
+
+def crop_map(rows: list[str], x: int, y: int, half_width: int, half_height: int) -> tuple[list[str], str]:
+    """Map rows (``rows[y]`` is map row ``y``) cut to a window around the player, and the window in words."""
+    top, bottom = max(0, y - half_height), min(len(rows), y + half_height + 1)
+    left, right = max(0, x - half_width), x + half_width + 1
+    window = [r[left:right].rstrip() for r in rows[top:bottom]]
+    return window, f"columns x={left}-{right - 1}, rows y={top}-{bottom - 1}"
+
+
+def _status_short(blstats: np.ndarray) -> str:
+    import nle.nethack as nh
+
+    b = [int(v) for v in blstats]
+    hunger = _HUNGER[b[nh.NLE_BL_HUNGER]] if 0 <= b[nh.NLE_BL_HUNGER] < len(_HUNGER) else "unknown"
+    return (
+        f"Status: HP {b[nh.NLE_BL_HP]}/{b[nh.NLE_BL_HPMAX]}, AC {b[nh.NLE_BL_AC]}, "
+        f"experience level {b[nh.NLE_BL_XP]}, dungeon level {b[nh.NLE_BL_DEPTH]}, turn {b[nh.NLE_BL_TIME]}, "
+        f"{hunger}. Position: x={b[nh.NLE_BL_X]}, y={b[nh.NLE_BL_Y]}. (shortened to fit)"
+    )
+
+
+_MAP_WINDOWS = [(30, 8), (20, 6), (12, 4), (8, 3), (5, 2)]  # half width, half height, widest first
+_SURROUNDING_LINES = [20, 10, 5, 0]
+
+
 def render(
     message: str,
     glyphs: np.ndarray,
@@ -291,14 +362,56 @@ def render(
     inv_letters: np.ndarray,
     inv_strs: np.ndarray,
     tty_chars: np.ndarray,
+    prompt: list[str] | None = None,
+    map_rows: list[str] | None = None,
+    max_chars: int | None = None,
 ) -> str:
-    """The full observation text."""
+    """The full observation text: the message (and ``prompt``: an open menu, question or position selection),
+    what is around, the status, the inventory and the map (``map_rows``, one per map row, else the screen's
+    rows 1-21; a menu drawn over the map is not part of it).
+
+    With ``max_chars``, a text that does not fit is shortened, least useful part first, each step saying what
+    it left out: the map is cut to a window around the player (narrower and narrower), then left out; then the
+    inventory keeps only its letters; then the status its main numbers; then the "you see" list shrinks. The
+    message and the prompt are never shortened while anything else can be; past that, the end is cut. The
+    parts keep their order (message first, map last), so a reader that cuts the end cuts the map first too.
+    """
     import nle.nethack as nh
 
     x, y = int(blstats[nh.NLE_BL_X]), int(blstats[nh.NLE_BL_Y])
-    parts = [f"Message: {message if message else '(none)'}", ""]
-    parts += describe_surroundings(glyphs, x, y)
-    parts += ["", describe_status(blstats), "", "Inventory:"]
-    parts += inventory_lines(inv_letters, inv_strs) or ["(empty)"]
-    parts += ["", "Map:"] + screen_rows(tty_chars)
-    return "\n".join(parts)
+    head = [f"Message: {message if message else '(none)'}"] + list(prompt or [])
+    rows = screen_rows(tty_chars) if map_rows is None else _trim(map_rows)
+    inventory = inventory_lines(inv_letters, inv_strs)
+
+    def text(lines_seen: int = 40, status: str = "", inv: list[str] | None = None, map_part=None) -> str:
+        parts = head + [""] + describe_surroundings(glyphs, x, y, max_lines=lines_seen)
+        parts += ["", status or describe_status(blstats), "", "Inventory:"]
+        parts += (inventory if inv is None else inv) or ["(empty)"]
+        parts += ["", *(map_part if map_part is not None else ["Map:", *rows])]
+        return "\n".join(parts)
+
+    full = text()
+    if max_chars is None or len(full) <= max_chars:
+        return full
+    # The map rows as map coordinates: full-screen rows 1-21 are map rows 0-20.
+    grid = [bytes(r).decode("latin-1").rstrip() for r in tty_chars[1:22]] if map_rows is None else map_rows
+    candidates: list[dict] = []
+    for hw, hh in _MAP_WINDOWS:
+        window, where_words = crop_map(grid, x, y, hw, hh)
+        candidates.append({"map_part": [f"Map (cut to the part around you, {where_words}):", *window]})
+    no_map = ["Map: left out to fit the observation budget."]
+    candidates.append({"map_part": no_map})
+    letters = "".join(line[0] for line in inventory)
+    short_inv = [f"{len(inventory)} items, letters {letters} (names left out to fit)"] if inventory else None
+    short_status = _status_short(blstats)
+    candidates.append({"map_part": no_map, "inv": short_inv})
+    candidates.append({"map_part": no_map, "inv": short_inv, "status": short_status})
+    for n in _SURROUNDING_LINES:
+        candidates.append({"map_part": no_map, "inv": short_inv, "status": short_status, "lines_seen": n})
+    last = full
+    for c in candidates:
+        last = text(**c)
+        if len(last) <= max_chars:
+            return last
+    marker = "\n[observation cut]"
+    return last[: max(0, max_chars - len(marker))] + marker

@@ -13,6 +13,10 @@ from typing import Any
 
 from automem.envs.base import TextEnv
 
+BALROG_EQUIVALENT = frozenset({"crafter-balrog-v0", "nethack-balrog-v0"})
+"""Ids whose settings are BALROG's own, so that their numbers compare with BALROG's (``EnvSpec.balrog_equivalent``).
+The MiniHack ids keep BALROG's settings but for menus (``answer_menus=True``; ``False`` is BALROG's)."""
+
 TEST_TAG = "[test]"
 """How the description of a test-only environment starts (``EnvSpec.is_test``)."""
 
@@ -38,6 +42,11 @@ class EnvSpec:
     def is_test(self) -> bool:
         """A fake for tests and benchmarks, not a game to evaluate on (its description starts with ``[test]``)."""
         return self.description.startswith(TEST_TAG)
+
+    @property
+    def balrog_equivalent(self) -> bool:
+        """Made with BALROG's settings: its numbers compare with BALROG's (``BALROG_EQUIVALENT``)."""
+        return self.id in BALROG_EQUIVALENT
 
 
 class UnknownEnvError(KeyError):
@@ -122,8 +131,9 @@ register(
 register(
     "crafter-balrog-v0",
     "automem.envs.crafter:CrafterTextEnv",
-    "Crafter with BALROG's 2,000-step cap (comparable with BALROG's numbers)",
+    "Crafter as BALROG's agents play it: its 2,000-step cap, its text (every material listed), its world",
     max_steps=2_000,
+    balrog=True,
 )
 
 # MiniHack: the eight tasks BALROG evaluates, each with BALROG's settings (100-step cap, no autopickup).
@@ -162,4 +172,11 @@ register(
     "nethack-v0",
     "automem.envs.nethack:NetHackTextEnv",
     "full NetHack (NetHackChallenge-v0) as text; progression by BALROG's depth/level table",
+)
+register(
+    "nethack-balrog-v0",
+    "automem.envs.nethack:NetHackTextEnv",
+    "NetHack with BALROG's 100,000-step cap and 150-step no-progress timeout (comparable with BALROG's numbers)",
+    max_steps=100_000,
+    no_progress_timeout=150,
 )

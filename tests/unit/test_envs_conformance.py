@@ -48,6 +48,7 @@ def test_every_issue_id_is_registered():
         "crafter-v0",
         "crafter-balrog-v0",
         "nethack-v0",
+        "nethack-balrog-v0",
         "minihack-boxoban-hard-v0",
         "minihack-boxoban-medium-v0",
         "minihack-mazewalk-9x9-v0",

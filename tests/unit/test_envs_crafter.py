@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import random
+from typing import Any
 
 import crafter
 import pytest
@@ -11,6 +12,7 @@ import pytest
 from automem.envs import make_env
 from automem.envs.crafter import make_deterministic
 from automem.envs.crafter_text import ACHIEVEMENTS, nearest_things, where
+from tests.support import balrog_crafter
 
 
 def _mixed_action(rng: random.Random) -> int:
@@ -140,3 +142,93 @@ def test_caps_default_to_10000_and_balrogs_2000_and_end_the_episode():
     assert env.step("noop")[3] is True
     with pytest.raises(RuntimeError):
         env.step("noop")
+
+
+# --- crafter-balrog-v0: BALROG's listing and BALROG's game ---------------------------------------------------
+
+
+def _things(obs: str) -> set[str]:
+    return {line[2:].split(" ")[0] for line in obs.splitlines() if line.startswith("- ")}
+
+
+def test_balrog_env_lists_sand_and_path_and_crafter_v0_does_not():
+    # Seed 1, three steps west: sand and path are both in view (BALROG's shipped config lists every material).
+    balrog, terse = make_env("crafter-balrog-v0"), make_env("crafter-v0")
+    balrog.reset(seed=1)
+    terse.reset(seed=1)
+    for _ in range(3):
+        obs_b, *_ = balrog.step("move west")
+        obs_t, *_ = terse.step("move west")
+    assert {"sand", "path", "grass"} <= _things(obs_b)
+    assert not {"sand", "path", "grass"} & _things(obs_t)
+    assert _things(obs_t) < _things(obs_b)
+
+
+def _ours_as_balrog(env: Any) -> set[str]:
+    """Our ``crafter-balrog-v0`` list in BALROG's words (kind and ``describe_loc_old`` location), as a set."""
+    e = env._env
+    pos = (int(e._player.pos[0]), int(e._player.pos[1]))
+    return {
+        f"- {'plant' if name == 'ripe plant' else name} {balrog_crafter.describe_loc_old((0, 0), (dx, dy))}"
+        for name, dx, dy in nearest_things(e._world, pos, e.text_grid, balrog=True)
+    }
+
+
+@pytest.mark.parametrize("seed", [0, 3])
+def test_balrog_env_lists_what_balrogs_wrapper_lists_through_the_night(seed: int):
+    """The reference is crafter.Env driven as BALROG's wrapper drives it (256x256 images, a noop step at reset,
+    a second render per step), listed by BALROG's own ``describe_env`` (vendored in tests/support); the same
+    kinds at the same cells, step for step, wherever BALROG can see (not within 4 cells of the west edge or 3 of
+    the north edge, where BALROG's slice of the map is empty)."""
+    ref = crafter.Env(seed=seed, size=(256, 256))
+    make_deterministic(ref)
+    ref.reset()
+    ref.step(0)
+    ref.render()
+    names = balrog_crafter.id_to_item(ref)
+    env = make_env("crafter-balrog-v0")
+    env.reset(seed=seed)
+    rng = random.Random(seed)
+    night = compared = 0
+    for _ in range(220):
+        text = balrog_crafter.describe_env(balrog_crafter.balrog_info(ref), names)
+        px, py = (int(v) for v in ref._player.pos)
+        assert [px, py] == env._info()["player_pos"]
+        if px >= 4 and py >= 3:
+            assert _ours_as_balrog(env) == {ln for ln in text.splitlines() if ln.startswith("- ")}
+            compared += 1
+        action = _mixed_action(rng)
+        _, _, ref_done, ref_info = ref.step(action)
+        ref.render()  # BALROG's process_obs renders again
+        _, _, terminated, _, info = env.step(action)
+        assert info["inventory"] == ref_info["inventory"]
+        night += ref._world.daylight < 0.5
+        if terminated or ref_done:
+            assert terminated == bool(ref_done)
+            break
+    assert compared > 100 and night > 0
+
+
+def test_crafter_v0_is_crafter_envs_own_game_and_balrog_v0_starts_one_noop_later():
+    plain, balrog = make_env("crafter-v0"), make_env("crafter-balrog-v0")
+    plain.reset(seed=5)
+    balrog.reset(seed=5)
+    assert plain._env._step == 0 and balrog._env._step == 1
+    assert plain._env._size.tolist() == [64, 64] and balrog._env._size.tolist() == [256, 256]
+
+
+def test_near_the_west_edge_our_list_is_not_blind_like_balrogs():
+    env = make_env("crafter-balrog-v0")
+    env.reset(seed=1)
+    world, player = env._env._world, env._env._player
+    target = next(
+        (x, y)
+        for x in range(1, 3)
+        for y in range(10, 40)
+        if world[(x, y)][1] is None and world[(x, y)][0] == "grass"
+    )
+    world.move(player, target)
+    assert "You see nothing away from you." in balrog_crafter.describe_env(
+        balrog_crafter.balrog_info(env._env), balrog_crafter.id_to_item(env._env)
+    )
+    assert _ours_as_balrog(env)  # ours still lists the cells in view
