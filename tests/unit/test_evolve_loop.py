@@ -288,3 +288,38 @@ def test_storage_listing_of_an_empty_store_has_no_lineage(tmp_path):
     from automem.evolve.lineage import lineage_files
 
     assert lineage_files(Storage(str(tmp_path))) == [] and read_rows(Storage(str(tmp_path)), "x") == []
+
+
+def test_anthropic_reviewer_reads_the_patch_from_its_tool_call(monkeypatch):
+    """The SDK is faked at its client: the reviewer sends the patch schema as the one tool, and reads its input."""
+    anthropic = pytest.importorskip("anthropic")
+    from types import SimpleNamespace
+
+    from automem.evolve.reviewers import AnthropicReviewer
+
+    sent: dict = {}
+
+    class FakeMessages:
+        def create(self, **kw):
+            sent.update(kw)
+            block = SimpleNamespace(
+                type="tool_use", input={"turns": {"plan_turns": 2}, "rationale": "read more"}
+            )
+            return SimpleNamespace(content=[SimpleNamespace(type="text", text="thinking"), block])
+
+    class FakeClient:
+        def __init__(self, api_key: str) -> None:
+            self.messages = FakeMessages()
+
+    monkeypatch.setattr(anthropic, "Anthropic", FakeClient)
+    review = AnthropicReviewer("claude-x", api_key="k").review(_request())
+    assert review.error is None and review.rationale == "read more"
+    assert sent["tool_choice"] == {"type": "tool", "name": "patch"}
+    assert "turns" in sent["tools"][0]["input_schema"]["properties"]
+
+    class Failing(FakeMessages):
+        def create(self, **kw):
+            raise RuntimeError("overloaded")
+
+    monkeypatch.setattr(anthropic, "Anthropic", lambda api_key: SimpleNamespace(messages=Failing()))
+    assert "overloaded" in AnthropicReviewer("claude-x", api_key="k").review(_request()).error
