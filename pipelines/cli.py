@@ -26,6 +26,7 @@ COMMANDS: list[tuple[str, str, str]] = [
     ("diagnose", "pipelines.diagnose", "memory-quality diagnostics of a trajectory store"),
     ("report", "pipelines.report", "an HTML report with episode replay"),
     ("distill", "pipelines.distill", "build Loop 2 datasets of good memory turns"),
+    ("branch", "pipelines.branch", "restore a stored episode's game and memory at a step"),
     (
         "evolve",
         "pipelines.evolve",
