@@ -157,6 +157,14 @@ def _bound(sorted_means: np.ndarray, allowed: int, tol: float) -> float:
     return float(sorted_means[allowed]) - tol
 
 
+def min_seeds(level: float) -> int:
+    """Fewest seeds with which the gate can accept at ``level``: ``2**n * (1 - level) >= 1``."""
+    n = 0
+    while 2**n * (1 - level) < 1 - 1e-12:
+        n += 1
+    return n
+
+
 def paired_gate(a: Sequence[float], b: Sequence[float], config: GateConfig | None = None) -> GateResult:
     """Test whether the candidate (``b``) beats the current scaffold (``a``) by more than ``config.margin``.
 

@@ -189,6 +189,15 @@ class Evolve:
 
     def run(self) -> EvolveResult:
         """Play every iteration not yet recorded, then the held-out comparison; returns the whole lineage."""
+        from automem.evolve.gate import min_seeds
+        from automem.rollout import parse_seeds
+
+        need = min_seeds(self.config.gate.level)
+        if len(parse_seeds(self.config.tune_seeds)) < need:
+            self.say(
+                f"warning: {len(parse_seeds(self.config.tune_seeds))} tuning seeds: the gate cannot accept at level "
+                f"{self.config.gate.level} with fewer than {need}; candidates are played and recorded, never kept"
+            )
         self._declare()
         name = self.config.name
         rows = read_rows(self.st, name)

@@ -244,3 +244,13 @@ def test_recorded_outcomes_from_episodes_view() -> None:
     )
     assert recorded_outcomes(con, env_id="crafter-v0") == {1: [0.25, 0.5], 2: [0.0]}
     assert recorded_outcomes(con) == {1: [0.25, 0.5, 1.0], 2: [0.0]}
+
+
+@pytest.mark.parametrize("level", [0.9, 0.95, 0.99])
+def test_min_seeds_is_the_fewest_that_can_accept(level):
+    from automem.evolve.gate import min_seeds
+
+    n = min_seeds(level)
+    config = GateConfig(level=level)
+    assert paired_gate([0.0] * n, [1.0] * n, config).accepted
+    assert not paired_gate([0.0] * (n - 1), [1.0] * (n - 1), config).accepted
