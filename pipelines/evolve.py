@@ -152,7 +152,13 @@ def _print(result, config, evolve) -> None:
     final_id = next(r["scaffold_id"] for r in result.rows if r.get("content_id") == result.final)
     print(f"accepted {accepted} of {len(result.rows) - 1} candidates; final scaffold {final_id}")
     h = result.holdout
-    if h:
+    if h and "mean_b" not in h:
+        lo, hi = h["lo"], h["hi"]
+        interval = f" [{lo:.3f}, {hi:.3f}]" if lo is not None and hi is not None else ""
+        print(
+            f"held-out seeds {h['seeds']} ({h['n']} episodes): the starting scaffold scores {h['mean_a']:.3f}{interval}"
+        )
+    elif h:
         print(
             f"held-out seeds {h['seeds']} ({h['n']} pairs): progression {h['mean_a']:.3f} -> {h['mean_b']:.3f}, "
             f"gain {h['mean_diff']:+.3f}, {int(round(100 * config.gate.level))}% lower bound {h['lower']:+.3f}"

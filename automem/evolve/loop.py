@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 from pydantic import Field, field_validator, model_validator
 
@@ -350,30 +351,51 @@ class Evolve:
         return row
 
     def _holdout(self, final: Scaffold) -> dict[str, Any] | None:
-        path = self.st.path(EVOLVE_DIR, self.config.name, RESULT)
+        """The held-out comparison of the start and ``final`` (``result.json``); the start alone, with its interval,
+        when nothing was accepted."""
         if not self.config.holdout_seeds:
             return None
         if content_id(final) == content_id(self.start):
-            self.say("no candidate was accepted: the held-out comparison is skipped")
-            return None
-        runs = []
-        for s in (self.start, final):
-            run = run_id_for(self.config.name, content_id(s), "holdout")
-            self.say(f"held-out seeds {self.config.holdout_seeds}: playing {s.id}")
-            self.play(s, self.config.holdout_seeds, run)
-            runs.append(run)
-        result, secondary = compare_runs(self.st, runs[0], runs[1], self.config.gate)
-        out = {
-            "start": self.start.id,
-            "final": final.id,
-            "start_run": runs[0],
-            "final_run": runs[1],
-            "seeds": self.config.holdout_seeds,
-            **result.to_dict(),
-            **secondary,
-        }
-        self.st.write_bytes(path, json.dumps(out, indent=2).encode())
+            self.say("no candidate was accepted: the held-out seeds score the starting scaffold alone")
+            out = self.score_holdout(None)
+        else:
+            out = self.score_holdout(final)
+        self.st.write_bytes(
+            self.st.path(EVOLVE_DIR, self.config.name, RESULT), json.dumps(out, indent=2).encode()
+        )
         return out
+
+    def score_holdout(self, candidate: Scaffold | None) -> dict[str, Any]:
+        """Play the start and ``candidate`` on the held-out seeds (each once; a played run is reused) and compare them
+        paired by seed; with no candidate, the start's mean progression and its 95% bootstrap interval.
+
+        Raises:
+            EvolveError: the run declares no held-out seeds.
+        """
+        from automem.diagnostics.stats import bootstrap_ci
+        from automem.trajectory import connect
+
+        seeds = self.config.holdout_seeds
+        if not seeds:
+            raise EvolveError(f"evolve run {self.config.name!r} has no held-out seeds")
+        runs = []
+        for s in (self.start,) if candidate is None else (self.start, candidate):
+            run = run_id_for(self.config.name, content_id(s), "holdout")
+            self.say(f"held-out seeds {seeds}: playing {s.id}")
+            self.play(s, seeds, run)
+            runs.append(run)
+        out: dict[str, Any] = {"start": self.start.id, "start_run": runs[0], "seeds": seeds}
+        if candidate is None:
+            con = connect(self.st)
+            try:
+                values = list(per_seed(con, runs[0]).values())
+            finally:
+                con.close()
+            lo, hi = bootstrap_ci(np.asarray(values, float), np.ones(len(values)))
+            mean = sum(values) / len(values) if values else None
+            return {**out, "final": self.start.id, "n": len(values), "mean_a": mean, "lo": lo, "hi": hi}
+        result, secondary = compare_runs(self.st, runs[0], runs[1], self.config.gate)
+        return {**out, "final": candidate.id, "final_run": runs[1], **result.to_dict(), **secondary}
 
 
 ROLLOUT_FIELDS = (

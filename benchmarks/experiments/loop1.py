@@ -50,6 +50,38 @@ def evolve(root: str, name: str, *args: str) -> int:
     return subprocess.run(cmd, cwd=ROOT_DIR).returncode
 
 
+def check_rejected(a: argparse.Namespace, rows: list[dict]) -> dict | None:
+    """The rejected candidate with the largest tuning gain, against the start on the held-out seeds (through the
+    same evolve run's player, so its held-out run is resumable and reused)."""
+    from automem.evolve.loop import Evolve, EvolveConfig, rollout_player
+    from automem.evolve.reviewers import RulesReviewer
+    from automem.scaffold import from_yaml
+
+    rejected = [r for r in rows if r["decision"] == "rejected" and r["mean_diff"] is not None]
+    if not rejected:
+        say("no rejected candidate to check")
+        return None
+    best = max(rejected, key=lambda r: (r["mean_diff"], -r["iteration"]))
+    config = EvolveConfig(
+        name=a.name,
+        out=a.root,
+        env="crafter-v0",
+        reviewer="rules",
+        tune_seeds=a.tune_seeds,
+        holdout_seeds=a.holdout_seeds,
+        iterations=a.iterations,
+        max_steps=a.max_steps,
+        executor="local",
+    )
+    evolve = Evolve(config, RulesReviewer(), rollout_player(config, say=say), say=say)
+    say(f"checking iteration {best['iteration']}'s rejected {best['scaffold_id']} on the held-out seeds")
+    return {
+        "iteration": best["iteration"],
+        "rule": best["rule"],
+        **evolve.score_holdout(from_yaml(best["scaffold_yaml"])),
+    }
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--root", required=True, help="the experiment's store (a folder)")
@@ -62,6 +94,12 @@ def main() -> int:
     p.add_argument("--skip-rules", action="store_true", help="only the llm run")
     p.add_argument("--llm-name", default="llm", help="the llm run's name")
     p.add_argument("--llm-iterations", type=int, default=1)
+    p.add_argument(
+        "--check-rejected",
+        action="store_true",
+        help="also play the rejected candidate with the largest tuning gain on the held-out seeds, paired with the "
+        "start: was the gate right to refuse it?",
+    )
     a = p.parse_args()
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     common = ["--env", "crafter-v0", "--max-steps", str(a.max_steps), "--executor", "local"]
@@ -101,6 +139,13 @@ def main() -> int:
     from automem.trajectory.storage import Storage
 
     st = Storage(a.root)
+    if a.check_rejected and not a.skip_rules:
+        codes["check"] = 0
+        check = check_rejected(a, read_rows(st, a.name))
+        if check is not None:
+            st.write_bytes(
+                st.path("evolve", a.name, "check-rejected.json"), json.dumps(check, indent=2).encode()
+            )
     out: dict = {"seconds": round(time.monotonic() - start), "exit_codes": codes}
     keep = (
         "iteration",
@@ -115,11 +160,12 @@ def main() -> int:
     keep += ("parent_mean", "candidate_mean", "mean_diff", "lower", "upper", "p_value", "reviewer_seconds")
     keep += ("op_error_rate_diff", "op_error_rate_lo", "op_error_rate_hi")
     keep += ("redundant_write_rate_diff", "redundant_write_rate_lo", "redundant_write_rate_hi")
-    for name in codes:
+    for name in (n for n in codes if n != "check"):
         out[name] = [{k: r.get(k) for k in keep} for r in read_rows(st, name)]
-        result = st.path("evolve", name, "result.json")
-        if st.exists(result):
-            out[f"{name}_holdout"] = json.loads(st.read_bytes(result))
+        for what in ("result", "check-rejected"):
+            path = st.path("evolve", name, f"{what}.json")
+            if st.exists(path):
+                out[f"{name}_{what}"] = json.loads(st.read_bytes(path))
     print(json.dumps(out, default=str))
     return max(codes.values())
 

@@ -13,6 +13,7 @@ import pytest
 
 from automem.evolve.lineage import read_rows
 from automem.evolve.loop import Evolve, EvolveConfig, EvolveError
+from automem.evolve.patch import apply_patch
 from automem.evolve.reviewers import (
     OpenAIReviewer,
     Review,
@@ -323,3 +324,16 @@ def test_anthropic_reviewer_reads_the_patch_from_its_tool_call(monkeypatch):
 
     monkeypatch.setattr(anthropic, "Anthropic", lambda api_key: SimpleNamespace(messages=Failing()))
     assert "overloaded" in AnthropicReviewer("claude-x", api_key="k").review(_request()).error
+
+
+def test_with_nothing_accepted_the_held_out_seeds_score_the_start_alone(tmp_path):
+    ev, play = _evolve(tmp_path, reviewer=Scripted([Review(None)]), iterations=1)
+    result = ev.run()
+    h = result.holdout
+    assert h is not None and h["final"] == h["start"] == "corridor-toy" and "mean_b" not in h
+    assert h["n"] == 8 and abs(h["mean_a"] - 0.135) < 1e-9 and h["lo"] <= h["mean_a"] <= h["hi"]
+    assert play.played[-1].endswith("-holdout")
+    # A rejected candidate can be checked on the held-out seeds too (the experiment does).
+    cand = apply_patch(ev.start, {"quotas": {"max_ops_per_turn": 1}}).scaffold
+    check = ev.score_holdout(cand)
+    assert check["n"] == 8 and check["final"] == cand.id and check["mean_diff"] == 0
