@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -22,22 +23,7 @@ from .conftest import ROOT, run_cli, wait_for
 
 pytestmark = [pytest.mark.ray]
 
-TOY = """
-id: corridor-toy
-env: corridor
-description: Loop 1's test scaffold for the stub's route policy.
-prompts:
-  system: You walk a corridor to its goal at the right end. You keep memory files.
-  log: "LOG: record what happened, one operation per line, then DONE."
-  plan: "PLAN: read your memory, then DONE."
-  action: Answer with one action name.
-files:
-  - {name: notes.md, purpose: what you saw, initial: "start\\n"}
-  - {name: route.md, purpose: the way to the goal}
-operations: [LIST, READ, APPEND, UPSERT]
-quotas: {max_ops_per_turn: 2}
-context: {max_prompt_tokens: 1024}
-"""
+TOY = (Path(ROOT) / "tests" / "support" / "corridor-toy.yaml").read_text()  # the README's toy scaffold
 
 
 @pytest.fixture(scope="module")
