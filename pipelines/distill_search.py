@@ -17,7 +17,8 @@ search from ``<out>/searches/<name>/tune``, finished trials are not trained agai
 On the embedded endpoint each trial's adapter becomes a merged copy (an engine of its own, ~1.5 GB of memory; about
 two minutes to start on a CPU), so trials run one at a time there. Published adapters stay registered and the
 embedded endpoint deploys each at its start: on a 24 GiB machine, three engines beside a two-worker training ran
-out of memory (docs/LOG.md); move adapters you no longer need out of ~/.cache/automem/adapters. Another URL must serve every ``<model>:<name>``
+out of memory (docs/LOG.md); remove the adapters you no longer need with ``automem model remove NAME ...`` (the
+running endpoint drops their engines too). Another URL must serve every ``<model>:<name>``
 it is asked for (e.g. the stub server, or a vLLM server that loads adapters by name). A failed trial (e.g. one whose training
 was killed for memory) is listed and left out; the same command again retries it. Exit status: 0, 1 if no trial
 finished, 2 for bad input (an unknown strategy, preset or metric, overlapping seeds, a search of that name declared

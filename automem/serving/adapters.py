@@ -222,6 +222,26 @@ class AdapterRegistry:
             out.append(_info_or_placeholder(name, config, self._json(name, LINEAGE_FILE)))
         return out
 
+    def remove(self, name: str) -> builtins.list[str]:
+        """Delete every object of adapter ``name``; return their keys (none: it was not there).
+
+        ``adapter_config.json`` goes first, so the adapter is unlisted before its other files disappear (the reverse
+        of :meth:`publish`'s order): nobody lists an adapter whose weights are gone.
+        """
+        client = self._client()
+        bucket, _ = split_s3(self.uri)
+        start = self._key(check_name(name), "")
+        keys = [
+            obj["Key"]
+            for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=start)
+            for obj in page.get("Contents", [])
+        ]
+        first = self._key(name, REQUIRED_FILES[0])
+        keys.sort(key=lambda key: (key != first, key))
+        for key in keys:
+            client.delete_object(Bucket=bucket, Key=key)
+        return keys
+
     def download(self, name: str, dest: str | Path) -> Path:
         """Fetch adapter ``name`` into ``dest`` (created); return ``dest``."""
         client = self._client()
@@ -265,6 +285,22 @@ def save_local(local_dir: str | Path, name: str, *, root: Path | None = None, re
         dest.rename(old)
     tmp.rename(dest)
     shutil.rmtree(old, ignore_errors=True)
+    return dest
+
+
+def remove_local(name: str, root: Path | None = None) -> Path | None:
+    """Delete adapter ``name`` from the embedded registry's folder; return the folder removed (None: not there).
+
+    The folder is first renamed to a hidden name (which :func:`list_local` skips), so the adapter is unlisted at
+    once even if deleting its files is interrupted.
+    """
+    dest = (root or local_adapters_dir()) / check_name(name)
+    if not dest.is_dir():
+        return None
+    gone = dest.with_name(f".{dest.name}.removed")
+    shutil.rmtree(gone, ignore_errors=True)
+    dest.rename(gone)
+    shutil.rmtree(gone)
     return dest
 
 

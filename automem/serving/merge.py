@@ -14,7 +14,7 @@ import hashlib
 import json
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from automem.llm.embedded import cache_dir
@@ -47,6 +47,22 @@ def merge_key(adapter_dir: str | Path, base_model: str | Path) -> str:
     if config.is_file():
         h.update(config.read_bytes())
     return h.hexdigest()[:16]
+
+
+def merged_copies(
+    adapter_dir: str | Path, bases: Iterable[str | Path], *, root: Path | None = None
+) -> list[Path]:
+    """The cached merged copies of the adapter in ``adapter_dir`` onto any of ``bases`` (complete or not), found by
+    :func:`merge_key`: only copies of these very files, so another adapter's copies are never named. Bases that are
+    not local folders with a ``config.json`` have no copies (merging needs one)."""
+    out: list[Path] = []
+    for base in bases:
+        if not (Path(base) / "config.json").is_file():
+            continue
+        folder = (root or merged_root()) / merge_key(adapter_dir, base)
+        if folder.is_dir() and folder not in out:
+            out.append(folder)
+    return out
 
 
 def is_merged(folder: Path) -> bool:
