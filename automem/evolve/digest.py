@@ -37,16 +37,23 @@ in the text with a marker (``[… 7 more problem turns left out for the budget]`
 from __future__ import annotations
 
 import os
-import random
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import pyarrow as pa
-
-from automem.diagnostics.actions import analyse_steps, state_key_of, strip_clock
-from automem.diagnostics.memory_quality import MemoryQuality, analyse_ops, op_order
+from automem.evolve.digest_episodes import (
+    END_STEPS,
+    KINDS,
+    STALL_STEPS,
+    Episode,
+    Item,
+    Key,
+    load_episodes,
+    problem_items,
+    sample_items,
+    window_start,
+)
 from automem.memory.ops import READ_ONLY_OPS
 from automem.memory.quotas import UNLIMITED_QUOTAS
 from automem.memory.store import MemoryStore
@@ -59,12 +66,6 @@ if TYPE_CHECKING:
 
 MIN_BUDGET = 16
 """The smallest budget accepted: below it not even a cut header and its marker fit."""
-STALL_STEPS = 3
-"""An episode stalled when at least this many of its last assessed actions were unproductive."""
-END_STEPS = 3
-"""How many steps before a death or a stall are shown."""
-KINDS = ("failed_op", "redundant_write", "empty_read", "death", "stall")
-"""Kinds of problem turns, in the order the sampler takes them."""
 _KIND_LABEL = {
     "failed_op": "failed operation",
     "redundant_write": "redundant write",
@@ -80,21 +81,6 @@ _MAX_LISTED = 12
 # Errors that replay reproduces exactly (they depend on the memory's state, not on the quotas), so re-running
 # the operation on the replayed memory gives the live message and changes nothing.
 _REPRODUCIBLE = frozenset({"parse", "unknown_op", "bad_args", "path", "missing", "exists", "not_found"})
-
-_OPS_SQL = """
-SELECT run_id, episode_id, attempt, step, phase, turn, seq, op, args, ok, read_only, error_kind, output_chars
-FROM memory_ops SEMI JOIN _digest_keys USING (run_id, episode_id, attempt)
-"""
-_STEPS_SQL = """
-SELECT run_id, episode_id, attempt, step, observation, action, action_valid, progression, info_json
-FROM steps SEMI JOIN _digest_keys USING (run_id, episode_id, attempt) ORDER BY step
-"""
-_FILES_SQL = """
-SELECT run_id, episode_id, attempt, name, content, bytes, lines
-FROM memory_files SEMI JOIN _digest_keys USING (run_id, episode_id, attempt) ORDER BY name
-"""
-
-Key = tuple[str, str, int]
 
 
 @dataclass(frozen=True)
@@ -122,47 +108,6 @@ class Digest:
     cut: list[str] = field(default_factory=list)
 
 
-@dataclass
-class _Episode:
-    """One episode's rows and measures."""
-
-    key: Key
-    meta: dict[str, Any]
-    ops: list[dict[str, Any]]
-    steps: list[dict[str, Any]]
-    files: list[dict[str, Any]]
-    mq: MemoryQuality
-    unproductive: int
-    assessed: int
-    invalid: int
-    unproductive_steps: list[int]
-    end: str | None  # "death", "stall" or None
-
-    @property
-    def name(self) -> str:
-        run, ep, attempt = self.key
-        return f"{run}/{ep}" + (f"#{attempt}" if attempt != 1 else "")
-
-    @property
-    def progression(self) -> float:
-        return float(self.meta.get("progression") or 0.0)
-
-
-@dataclass
-class _Item:
-    """A problem item: one turn, or the last steps of an episode."""
-
-    kinds: list[str]
-    episode: _Episode
-    step: int
-    phase: str | None = None  # None: an episode-end window
-    turn: int = 0
-
-    @property
-    def ident(self) -> tuple:
-        return (self.episode.key, self.step, self.phase or "~end", self.turn)
-
-
 def _one_line(text: str | None, limit: int) -> str:
     """``text`` on one line (newlines shown as ``⏎``), cut to ``limit`` characters with ``…``."""
     flat = (text or "").replace("\r\n", "\n").rstrip("\n").replace("\n", " ⏎ ")
@@ -178,107 +123,7 @@ def _rate(num: float, den: float) -> str:
     return f"{num:g}/{den:g} ({num / den:.0%})" if den else f"{num:g}/0 (n/a)"
 
 
-def _sql_rows(con: duckdb.DuckDBPyConnection, sql: str) -> list[dict[str, Any]]:
-    return con.sql(sql).to_arrow_table().to_pylist()
-
-
-def _key(row: Mapping[str, Any]) -> Key:
-    return (row["run_id"], row["episode_id"], int(row["attempt"]))
-
-
-def _trailing_unproductive(steps: list[dict[str, Any]]) -> list[int]:
-    """Steps whose action changed nothing, in the trailing run of such actions (same rule as analyse_steps)."""
-    keys = [state_key_of(s.get("info_json")) for s in steps]
-    if steps and all(k is not None for k in keys):
-        pairs = [
-            (steps[t]["step"], steps[t]["action_valid"], keys[t - 1] == keys[t]) for t in range(1, len(steps))
-        ]
-    elif steps and all(s.get("observation") is not None for s in steps):
-        obs = [strip_clock(s["observation"]) for s in steps]
-        pairs = [
-            (steps[t]["step"], steps[t]["action_valid"], obs[t] == obs[t + 1]) for t in range(len(steps) - 1)
-        ]
-    else:
-        return []
-    out: list[int] = []
-    for step, valid, same in reversed(pairs):
-        if valid is False:
-            continue
-        if not same:
-            break
-        out.append(step)
-    return sorted(out)
-
-
-def _load(
-    con: duckdb.DuckDBPyConnection, run_id: str | None, episodes: Sequence[Key] | None
-) -> list[_Episode]:
-    """The selected committed episodes with their rows and measures, sorted by key."""
-    metas = _sql_rows(
-        con, "SELECT * EXCLUDE (system_prompt) FROM episodes ORDER BY run_id, episode_id, attempt"
-    )
-    if run_id is not None:
-        metas = [m for m in metas if m["run_id"] == run_id]
-    if episodes is not None:
-        wanted = {(str(r), str(e), int(a)) for r, e, a in episodes}
-        have = {_key(m) for m in metas}
-        missing = sorted(wanted - have)
-        if missing:
-            shown = ", ".join(f"{r}/{e}#{a}" for r, e, a in missing[:5])
-            raise ValueError(
-                f"no committed episode {shown}"
-                + (f" (and {len(missing) - 5} more)" if len(missing) > 5 else "")
-            )
-        metas = [m for m in metas if _key(m) in wanted]
-    if not metas:
-        return []
-    keys = pa.Table.from_pylist(
-        [{"run_id": k[0], "episode_id": k[1], "attempt": k[2]} for k in map(_key, metas)]
-    )
-    con.register("_digest_keys", keys)
-    try:
-        by_key: dict[str, dict[Key, list[dict[str, Any]]]] = {}
-        for name, sql in (("ops", _OPS_SQL), ("steps", _STEPS_SQL), ("files", _FILES_SQL)):
-            grouped: dict[Key, list[dict[str, Any]]] = {}
-            for row in _sql_rows(con, sql):
-                grouped.setdefault(_key(row), []).append(row)
-            by_key[name] = grouped
-    finally:
-        con.unregister("_digest_keys")
-    out = []
-    for meta in metas:
-        key = _key(meta)
-        ops = sorted(by_key["ops"].get(key, []), key=op_order)
-        steps = sorted(by_key["steps"].get(key, []), key=lambda s: s["step"])
-        aq = analyse_steps(steps)
-        trailing = _trailing_unproductive(steps)
-        end = None
-        if meta.get("status") == "terminated" and float(meta.get("progression") or 0.0) < 1.0:
-            end = "death"
-        elif len(trailing) >= STALL_STEPS:
-            end = "stall"
-        out.append(
-            _Episode(
-                key=key,
-                meta=meta,
-                ops=ops,
-                steps=steps,
-                files=by_key["files"].get(key, []),
-                mq=analyse_ops(ops),
-                unproductive=aq.unproductive,
-                assessed=aq.assessed,
-                invalid=aq.invalid,
-                unproductive_steps=trailing,
-                end=end,
-            )
-        )
-    return out
-
-
-# -- replay: outputs and error messages -------------------------------------------------------------------------
-
-
-def _replay_results(ep: _Episode) -> list[str]:
+def _replay_results(ep: Episode) -> list[str]:
     """What each op of the episode's sorted log showed, on one line: ``ok``, its output, or its error."""
     store = MemoryStore.in_memory(quotas=UNLIMITED_QUOTAS)
     redundant = set(ep.mq.redundant_ops)
@@ -314,82 +159,7 @@ def _op_text(row: Mapping[str, Any]) -> str:
 # -- candidates and sampling ------------------------------------------------------------------------------------
 
 
-def _window_start(ep: _Episode) -> int:
-    """First step of the window shown before an episode's end."""
-    return max(ep.steps[0]["step"], ep.steps[-1]["step"] - END_STEPS + 1)
-
-
-def _candidates(eps: list[_Episode]) -> list[_Item]:
-    """Every problem item: one per turn, with all the kinds it shows, or one per death or stall.
-
-    A problem turn within the steps shown before a death or a stall is part of that item, not one of its own.
-    """
-    items: dict[tuple, _Item] = {}
-    for ep in eps:
-        redundant = set(ep.mq.redundant_ops)
-        window = _Item([ep.end], ep, ep.steps[-1]["step"]) if ep.end and ep.steps else None
-        for i, row in enumerate(ep.ops):
-            if row["phase"] == "init":
-                continue
-            kinds = []
-            if not row["ok"]:
-                kinds.append("failed_op")
-            if i in redundant:
-                kinds.append("redundant_write")
-            empty_search = row["ok"] and row["op"] == "SEARCH" and not row["output_chars"]
-            missing_read = not row["ok"] and row["op"] in ("READ", "TAIL") and row["error_kind"] == "missing"
-            if empty_search or missing_read:
-                kinds.append("empty_read")
-            if not kinds:
-                continue
-            if window is not None and row["step"] >= _window_start(ep):
-                item = window
-            else:
-                item = _Item([], ep, row["step"], row["phase"], row["turn"])
-                item = items.setdefault(item.ident, item)
-            item.kinds.extend(k for k in kinds if k not in item.kinds)
-        if window is not None:
-            items[window.ident] = window
-    for item in items.values():
-        item.kinds.sort(key=KINDS.index)
-    return sorted(items.values(), key=lambda it: it.ident)
-
-
-def _sample(items: list[_Item], max_turns: int, seed: int) -> list[_Item]:
-    """Up to ``max_turns`` items, taking the kinds in turn and, within a kind, the episodes in turn."""
-    rng = random.Random(seed)
-    queues: dict[str, list[_Item]] = {}
-    for kind in KINDS:
-        of_kind = sorted((it for it in items if kind in it.kinds), key=lambda it: it.ident)
-        by_episode: dict[Key, list[_Item]] = {}
-        for it in of_kind:
-            by_episode.setdefault(it.episode.key, []).append(it)
-        groups = [by_episode[k] for k in sorted(by_episode)]
-        rng.shuffle(groups)
-        for group in groups:
-            rng.shuffle(group)
-        queue: list[_Item] = []
-        for k in range(max((len(g) for g in groups), default=0)):
-            queue.extend(g[k] for g in groups if k < len(g))
-        queues[kind] = queue
-    chosen: list[_Item] = []
-    seen: set[tuple] = set()
-    while len(chosen) < max_turns and any(queues.values()):
-        for kind in KINDS:
-            queue = queues[kind]
-            while queue and queue[0].ident in seen:
-                queue.pop(0)
-            if queue and len(chosen) < max_turns:
-                it = queue.pop(0)
-                seen.add(it.ident)
-                chosen.append(it)
-    return chosen
-
-
-# -- rendering --------------------------------------------------------------------------------------------------
-
-
-def _outcome(ep: _Episode, step: int) -> str:
+def _outcome(ep: Episode, step: int) -> str:
     by_step = {s["step"]: s for s in ep.steps}
     row = by_step.get(step)
     if row is None:
@@ -402,12 +172,12 @@ def _outcome(ep: _Episode, step: int) -> str:
     return f'outcome: action "{_one_line(row["action"], 40)}"{valid}, progression {row["progression"] or 0:.2f}, {after}'
 
 
-def _render_item(it: _Item, shown: Callable[[_Episode], list[str]], compact: bool) -> str:
+def _render_item(it: Item, shown: Callable[[Episode], list[str]], compact: bool) -> str:
     ep = it.episode
     label = ", ".join(_KIND_LABEL[k] for k in it.kinds)
     if it.phase is None:
         last = ep.steps[-1]["step"]
-        first = _window_start(ep)
+        first = window_start(ep)
         stall = (
             f", {len(ep.unproductive_steps)} unproductive actions at the end" if ep.unproductive_steps else ""
         )
@@ -448,7 +218,7 @@ def _render_item(it: _Item, shown: Callable[[_Episode], list[str]], compact: boo
     return "\n".join(lines)
 
 
-def _header_lines(eps: list[_Episode], examples: dict[str, list[str]]) -> list[str]:
+def _header_lines(eps: list[Episode], examples: dict[str, list[str]]) -> list[str]:
     n = len(eps)
     runs = sorted({ep.key[0] for ep in eps})
     envs = sorted({str(ep.meta.get("env_id")) for ep in eps})
@@ -524,7 +294,7 @@ def _header_lines(eps: list[_Episode], examples: dict[str, list[str]]) -> list[s
     return lines
 
 
-def _error_examples(eps: list[_Episode], shown: Callable[[_Episode], list[str]]) -> dict[str, list[str]]:
+def _error_examples(eps: list[Episode], shown: Callable[[Episode], list[str]]) -> dict[str, list[str]]:
     """Up to two example failed operations per error kind, with the message replay gives, in log order."""
     out: dict[str, list[str]] = {}
     for ep in eps:
@@ -542,7 +312,7 @@ def _error_examples(eps: list[_Episode], shown: Callable[[_Episode], list[str]])
     return out
 
 
-def _file_block(ep: _Episode, row: Mapping[str, Any], max_lines: int | None) -> str:
+def _file_block(ep: Episode, row: Mapping[str, Any], max_lines: int | None) -> str:
     content = (row["content"] or "").rstrip("\n")
     lines = content.split("\n") if content else []
     head = f"### {ep.name} {row['name']} ({row['lines']} lines, {row['bytes']} bytes)"
@@ -593,12 +363,12 @@ def build_digest(
             f"digest budget of {budget} tokens is too small: it must be at least {MIN_BUDGET} tokens"
         )
     if hasattr(con_or_root, "sql"):
-        eps = _load(con_or_root, run_id, episodes)  # type: ignore[arg-type]
+        eps = load_episodes(con_or_root, run_id, episodes)  # type: ignore[arg-type]
     else:
         root = con_or_root if isinstance(con_or_root, Storage) else os.fspath(con_or_root)
         con = connect(root)
         try:
-            eps = _load(con, run_id, episodes)
+            eps = load_episodes(con, run_id, episodes)
         finally:
             con.close()
     if not eps:
@@ -607,10 +377,10 @@ def build_digest(
     return _assemble(eps, counter, budget, max_turns, seed)
 
 
-def _assemble(eps: list[_Episode], counter: TokenCounter, budget: int, max_turns: int, seed: int) -> Digest:
+def _assemble(eps: list[Episode], counter: TokenCounter, budget: int, max_turns: int, seed: int) -> Digest:
     cache: dict[Key, list[str]] = {}
 
-    def shown(ep: _Episode) -> list[str]:
+    def shown(ep: Episode) -> list[str]:
         if ep.key not in cache:
             cache[ep.key] = _replay_results(ep)
         return cache[ep.key]
@@ -620,8 +390,8 @@ def _assemble(eps: list[_Episode], counter: TokenCounter, budget: int, max_turns
 
     cut: list[str] = []
     header = _header_lines(eps, _error_examples(eps, shown))
-    candidates = _candidates(eps)
-    chosen = _sample(candidates, max_turns, seed)
+    candidates = problem_items(eps)
+    chosen = sample_items(candidates, max_turns, seed)
     if len(candidates) > len(chosen):
         cut.append(f"{len(candidates) - len(chosen)} problem items beyond max_turns={max_turns}")
 
