@@ -193,10 +193,10 @@ class Evolve:
         from automem.evolve.gate import min_seeds
         from automem.rollout import parse_seeds
 
-        need = min_seeds(self.config.gate.level)
-        if len(parse_seeds(self.config.tune_seeds)) < need:
+        need, have = min_seeds(self.config.gate.level), len(parse_seeds(self.config.tune_seeds))
+        if have < need:
             self.say(
-                f"warning: {len(parse_seeds(self.config.tune_seeds))} tuning seeds: the gate cannot accept at level "
+                f"warning: {have} tuning seeds: the gate cannot accept at level "
                 f"{self.config.gate.level} with fewer than {need}; candidates are played and recorded, never kept"
             )
         self._declare()

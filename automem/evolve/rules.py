@@ -34,6 +34,7 @@ from typing import Any
 
 from automem.diagnostics.memory_quality import norm_line
 from automem.scaffold.schema import Scaffold
+from automem.trajectory import PHASE_ORDER_SQL
 
 READ_LIKE = frozenset({"READ", "TAIL", "COUNT", "SEARCH"})
 WRITE_OPS = frozenset({"APPEND", "WRITE", "UPSERT", "REPLACE"})
@@ -67,7 +68,7 @@ class Evidence:
 _OPS_SQL = """
 SELECT episode_id, attempt, op, args, ok, error_kind FROM memory_ops
 WHERE phase <> 'init' AND ({where})
-ORDER BY run_id, episode_id, attempt, step, CASE phase WHEN 'log' THEN 1 WHEN 'plan' THEN 2 ELSE 3 END, turn, seq
+ORDER BY run_id, episode_id, attempt, step, {phase_order}, turn, seq
 """
 _TURNS_SQL = """
 SELECT count(*) AS turns, count(*) FILTER (WHERE completion_tokens >= ?) AS capped
@@ -86,7 +87,9 @@ def gather_evidence(con: Any, scaffold: Scaffold, run_id: str | None = None) -> 
     ev = Evidence()
     ev.episodes = con.execute(f"SELECT count(*) FROM episodes WHERE {where}", params).fetchall()[0][0]
     seen: dict[tuple[str, int, str], set[str]] = {}
-    for episode, attempt, op, args, ok, kind in con.execute(_OPS_SQL.format(where=where), params).fetchall():
+    for episode, attempt, op, args, ok, kind in con.execute(
+        _OPS_SQL.format(where=where, phase_order=PHASE_ORDER_SQL), params
+    ).fetchall():
         ev.ops += 1
         name = args[0] if args else ""
         if op == "SEARCH":
