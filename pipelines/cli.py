@@ -27,6 +27,7 @@ COMMANDS: list[tuple[str, str, str]] = [
     ("report", "pipelines.report", "an HTML report with episode replay"),
     ("distill", "pipelines.distill", "build Loop 2 datasets of good memory turns"),
     ("branch", "pipelines.branch", "restore a stored episode's game and memory at a step"),
+    ("deploy", "pipelines.deploy", "render KubeRay manifests or a ray-up cluster config"),
     (
         "evolve",
         "pipelines.evolve",
