@@ -3,6 +3,9 @@
 :func:`start_endpoint` runs it on the connected Ray cluster: prepares the embedded model if asked, starts the local
 S3 server holding the adapter registry when adapters use the embedded one, deploys, and waits until a chat request
 succeeds. The same code serves SmolLM2 on a laptop's CPU and a tensor-parallel model on a GPU cluster.
+:func:`actors.serve_builder.app_builder` returns the same app (:func:`endpoint_app` builds it for both) to Serve's
+own deployers: ``serve run actors.serve_builder:app_builder config=deploy/serve-gpu.yaml``, or a Serve config
+file's ``import_path``/``args`` (the KubeRay RayService that ``automem deploy render --target kuberay`` writes).
 
 Adapters are served by name, ``<base id>:<name>``, in one of two ways (``lora.serve_as``): by the base engine's
 LoRA (loaded from the registry on first use), or as merged copies, one ``LLMServer`` deployment each in the same
@@ -318,6 +321,52 @@ class MergedCopies:
             self._thread.join(timeout=5)
 
 
+def required_api_key(cfg: ServeConfig, api_key: str | None = None) -> str | None:
+    """``api_key``, or ``AUTOMEM_API_KEY`` when None; None or empty means no check.
+
+    Raises:
+        RuntimeError: ``server.require_api_key`` is set and there is no key.
+    """
+    api_key = api_key if api_key is not None else env_vars.AUTOMEM_API_KEY.get()
+    if cfg.server.require_api_key and not api_key:
+        raise RuntimeError("server.require_api_key is set but AUTOMEM_API_KEY is not")
+    return api_key
+
+
+def endpoint_app(
+    cfg: ServeConfig,
+    source: str,
+    *,
+    api_key: str | None,
+    cpu: CpuChoice | None = None,
+    registry: adapters.AdapterRegistry | None = None,
+    local_s3: LocalS3 | None = None,
+    progress: Progress = print,
+) -> tuple[serve.Application, MergedCopies | None]:
+    """The app of ``cfg``, deployed by :func:`start_endpoint` and returned by ``serve_builder.app_builder``; not run.
+
+    Args:
+        cfg: the serve config.
+        source: the base model's folder or hub id (``model.source`` with ``embedded`` resolved).
+        api_key: the bearer key the ingress requires (None or empty: no check).
+        cpu: the CPU engine's dtype and binding (None: chosen on this machine).
+        registry: the adapter registry when ``lora.enabled``.
+        local_s3: the local S3 server holding an embedded registry, whose endpoint the replicas get.
+        progress: receives one-line progress messages (merging adapters).
+
+    Returns:
+        The app, and the keeper of its merged copies (``lora.serve_as: merged`` with a registry; else None),
+        which has merged what the registry holds but is not started.
+    """
+    env = replica_env(cfg, local_s3, cpu)
+    config = llm_config(cfg, source, env=env, registry_uri=registry.uri if registry else None, cpu=cpu)
+    if cfg.serves_merged and registry is not None:
+        merged = MergedCopies(cfg, registry, config, source, env, api_key, cpu, progress)
+        merged.prepare()
+        return merged.app(), merged
+    return build_app(cfg, config, env=env, api_key=api_key), None
+
+
 @dataclass
 class RunningEndpoint:
     """An endpoint this process deployed, and what it started beside it."""
@@ -416,9 +465,7 @@ def start_endpoint(
             here is deleted again).
     """
     t0 = time.monotonic()
-    api_key = api_key if api_key is not None else env_vars.AUTOMEM_API_KEY.get()
-    if cfg.server.require_api_key and not api_key:
-        raise RuntimeError("server.require_api_key is set but AUTOMEM_API_KEY is not")
+    api_key = required_api_key(cfg, api_key)
     check_no_conflict(cfg)  # before anything is started, so a refusal leaves everything as it was
     cpu = cpu_choice(cfg)  # once, so the log line, the engine's dtype and its binding agree
     if cpu is not None:
@@ -426,7 +473,7 @@ def start_endpoint(
     source = cfg.model.source
     if source == EMBEDDED:
         source = str(prepare_embedded_model(progress=progress))
-    local_s3 = registry = None
+    local_s3 = registry = merged = None
     deployed = False
     try:
         if cfg.lora.enabled:
@@ -440,15 +487,9 @@ def start_endpoint(
                 progress(f"adapters: {', '.join(names) if names else 'none yet'} ({registry.uri})")
             else:
                 registry = adapters.AdapterRegistry(cfg.lora.registry)
-        env = replica_env(cfg, local_s3, cpu)
-        config = llm_config(cfg, source, env=env, registry_uri=registry.uri if registry else None, cpu=cpu)
-        merged = None
-        if cfg.serves_merged and registry is not None:
-            merged = MergedCopies(cfg, registry, config, source, env, api_key, cpu, progress)
-            merged.prepare()
-            app = merged.app()
-        else:
-            app = build_app(cfg, config, env=env, api_key=api_key)
+        app, merged = endpoint_app(
+            cfg, source, api_key=api_key, cpu=cpu, registry=registry, local_s3=local_s3, progress=progress
+        )
         serve.start(http_options={"host": cfg.server.host, "port": cfg.server.port})
         check_no_conflict(cfg)  # again: another process may have deployed while the S3 server started
         copies = f" and {len(merged.served)} merged adapter copies" if merged and merged.served else ""

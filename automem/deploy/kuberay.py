@@ -28,7 +28,7 @@ KUBERAY_VERSION = "v1.7.0"
 API_VERSION = "ray.io/v1"
 """The KubeRay API version of every resource (KubeRay 1.x)."""
 
-SERVE_APP_IMPORT_PATH = "actors.serve_app:app_builder"
+SERVE_APP_IMPORT_PATH = "actors.serve_builder:app_builder"
 """The Ray Serve application builder a RayService runs; its ``args`` are ``{"config": <serve config>}``."""
 
 SERVE_APP_NAME = "automem-llm"

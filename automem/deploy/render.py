@@ -19,7 +19,7 @@ from automem.config import ConfigError, StrictConfig
 from automem.deploy import kuberay, rayup
 from automem.deploy.checks import check_manifests
 from automem.deploy.images import CPU_IMAGE, GPU_IMAGE
-from automem.serving.config import EMBEDDED, ServeConfig, load_config
+from automem.serving.config import ServeConfig, cluster_problem, load_config
 
 TARGETS = ("kuberay", "ray-up")
 """What ``--target`` accepts."""
@@ -153,8 +153,9 @@ def _render_kuberay(options: RenderOptions, cfg: ServeConfig, image: str, rel: s
         raise DeployError(
             f"server.host is {cfg.server.host}: set 0.0.0.0 so the serve Service reaches the proxies"
         )
-    if cfg.lora.enabled and cfg.lora.registry == EMBEDDED:
-        raise DeployError("lora.registry is embedded (a local server): give an s3:// registry for a cluster")
+    problem = cluster_problem(cfg)
+    if problem:
+        raise DeployError(f"the RayService builds the app with Serve's deployer: {problem}")
     store = _store(options, cfg)
     name = options.name
     dataset = options.dataset or f"{store}/loop2/datasets/REPLACE-WITH-DATASET-ID"

@@ -331,3 +331,27 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
         ConfigError: a missing file, bad YAML, or a field that fails validation (named in the message).
     """
     return load_model(ServeConfig, path, overrides, what="serve config")
+
+
+def cluster_problem(cfg: ServeConfig) -> str | None:
+    """Why ``cfg`` cannot be served by Serve's own deployers (a Serve config file, a KubeRay RayService), or None.
+
+    Those build the app in a Ray task on any node, with no process that outlives it, so what ``automem serve``
+    keeps beside the app is refused: the embedded model (prepared on one machine), the embedded adapter registry (a
+    local S3 server) and merged copies (a thread that merges and redeploys published adapters).
+    """
+    if cfg.model.source == EMBEDDED:
+        return (
+            "model.source 'embedded' is prepared on the machine `automem serve` runs on; give a hub id or a folder "
+            "every node has"
+        )
+    if cfg.lora.enabled and cfg.lora.registry == EMBEDDED:
+        return (
+            "lora.registry 'embedded' is a local S3 server that `automem serve` runs; give an s3:// registry"
+        )
+    if cfg.serves_merged:
+        return (
+            "lora.serve_as 'merged' needs `automem serve`, which merges and redeploys published adapters; use "
+            "lora.serve_as: lora"
+        )
+    return None

@@ -76,6 +76,8 @@ def test_force_replaces_only_the_rendered_files(tmp_path):
         (["--target", "kuberay", "--set", "deployment.autoscaling.min_replica=1"], "min_replica"),
         (["--target", "kuberay", "--serve-config", "deploy/serve-embedded.yaml"], "server.host"),
         (["--target", "kuberay", "--set", "lora.registry=embedded"], "registry"),
+        (["--target", "kuberay", "--set", "lora.serve_as=merged"], "lora.serve_as 'merged'"),
+        (["--target", "kuberay", "--set", "model.source=embedded"], "model.source 'embedded'"),
         (["--target", "kuberay", "--serve-config", "deploy/no-such.yaml"], "no-such.yaml"),
         (["--target", "kuberay", "--name", "Bad_Name"], "name"),
         (["--target", "ray-up", "--serve-config", "deploy/serve-embedded.yaml"], "accelerator: gpu"),
