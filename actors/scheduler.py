@@ -88,6 +88,10 @@ class _Runner:
     handle: Any
     index: int
     inflight: dict[Any, EpisodeJob] = field(default_factory=dict)  # ref -> job
+    # Whether its first ``stats`` call (``probe``, while pending) answered: only then does it get episodes, so
+    # that none wait behind an actor still waiting for a node (an autoscaler adds them one by one).
+    ready: bool = False
+    probe: Any = None
 
 
 class RolloutScheduler:
@@ -110,7 +114,11 @@ class RolloutScheduler:
         retry_backoff_s: wait before an episode's first retry, doubled for each further one (``RetryPolicy``),
             so an endpoint outage does not use up every attempt at once.
         placement_timeout_s: how long to wait for the first runner to be placed (an autoscaling cluster adding
-            a node) before the run fails with ``RunnersFailing``.
+            a node), or for any runner while none is placed (their nodes were lost), before the run fails with
+            ``RunnersFailing``.
+
+    With several runners the actors are spread over the nodes that can host them (Ray's ``SPREAD``), so that a
+    lost node costs only its share of the episodes in flight.
     """
 
     def __init__(
@@ -158,6 +166,9 @@ class RolloutScheduler:
         # that cannot even be created, say) and replacing it again would loop forever.
         self._deaths_in_a_row = 0
         self.max_deaths_in_a_row = 3 * self.num_runners + 2
+        self._none_ready_since: float | None = (
+            None  # when the last ready runner was lost (None: one is ready)
+        )
 
     def _runner_config(self, index: int) -> RunnerConfig:
         """Runner ``index``'s config: its share of the total in-flight request cap, if one is set."""
@@ -172,13 +183,53 @@ class RolloutScheduler:
             num_cpus=self.runner_cpus,
             env_vars=self.runner_env,
             resources=self.runner_resources,
+            scheduling_strategy="SPREAD" if self.num_runners > 1 else None,
         ).remote(self._runner_config(index))
         return _Runner(handle, index)
+
+    def _check_probes(self, timeout: float) -> None:
+        """Mark the runners whose first call answered as ready; replace one that died before it answered.
+
+        Raises:
+            RunnersFailing: a runner's creation failed (deterministic: an import error, a bad config), or runners
+                keep dying before they answer.
+        """
+        for r in self.runners:
+            if not r.ready and r.probe is None:
+                r.probe = r.handle.stats.remote()
+        probes = {r.probe: r for r in self.runners if not r.ready}
+        done, _ = ray.wait(list(probes), num_returns=len(probes), timeout=timeout) if probes else ([], [])
+        for ref in done:
+            runner = probes[ref]
+            try:
+                ray.get(ref)
+            except RayActorError as exc:
+                if "creation task" in str(exc):  # deterministic: fail fast
+                    raise RunnersFailing(f"a runner actor could not start: {_death_reason(exc)}") from exc
+                self._runner_died(runner, exc)
+                continue
+            runner.ready, runner.probe = True, None
+        if any(r.ready for r in self.runners):
+            self._none_ready_since = None
+        elif self._none_ready_since is None:
+            self._none_ready_since = time.monotonic()
+
+    def _check_placement(self) -> None:
+        """Fail the run when no runner has been placed for ``placement_timeout_s`` (every node that hosted them
+        is gone and none joins)."""
+        since = self._none_ready_since
+        if since is not None and time.monotonic() - since >= self.placement_timeout_s:
+            wanted = {"CPU": self.runner_cpus, **(self.runner_resources or {})}
+            raise RunnersFailing(
+                f"no runner actor was placed within {self.placement_timeout_s:.0f} s: no node offers "
+                f"{wanted}; add such a node, or change --runner-resource / --placement-timeout"
+            )
 
     def _fill(self) -> None:
         self.queue.extend(self.retries.due())
         inflight = sum(len(r.inflight) for r in self.runners)
-        for runner in sorted(self.runners, key=lambda r: len(r.inflight)):
+        ready = [r for r in self.runners if r.ready]
+        for runner in sorted(ready, key=lambda r: len(r.inflight)):
             while self.queue and inflight < self.concurrency and len(runner.inflight) < self.per_runner:
                 job = self.queue.popleft()
                 runner.inflight[runner.handle.run.remote(job)] = job
@@ -201,14 +252,7 @@ class RolloutScheduler:
             summary = ray.get(ref)
         except (ActorDiedError, ActorUnavailableError, RayActorError) as exc:
             runner.inflight[ref] = job  # _replace handles every in-flight job of the dead actor
-            self._deaths_in_a_row += 1
-            why = _death_reason(exc)
-            if self._deaths_in_a_row > self.max_deaths_in_a_row:
-                raise RunnersFailing(
-                    f"runner actors died {self._deaths_in_a_row} times in a row without finishing an "
-                    f"episode; last: {why}"
-                ) from exc
-            self._replace(runner, why)
+            self._runner_died(runner, exc)
             return
         except RayTaskError as exc:
             if isinstance(exc.cause, PermanentStorageError):
@@ -225,6 +269,17 @@ class RolloutScheduler:
         self.result.already_committed += outcome.already_committed
         self.result.done.append(outcome)
         self._deaths_in_a_row = 0
+
+    def _runner_died(self, runner: _Runner, exc: Exception) -> None:
+        """Replace a dead runner, unless runners keep dying without finishing anything."""
+        self._deaths_in_a_row += 1
+        why = _death_reason(exc)
+        if self._deaths_in_a_row > self.max_deaths_in_a_row:
+            raise RunnersFailing(
+                f"runner actors died {self._deaths_in_a_row} times in a row without finishing an episode; "
+                f"last: {why}"
+            ) from exc
+        self._replace(runner, why)
 
     def _replace(self, runner: _Runner, error: str) -> None:
         """A runner died: keep what it had finished, record the rest as failed and re-queue it, start anew."""
@@ -262,7 +317,9 @@ class RolloutScheduler:
         self.result.runner_restarts += 1
 
     def _poll_stats(self) -> None:
-        refs = {r.index: r.handle.stats.remote() for r in self.runners}
+        refs = {r.index: r.handle.stats.remote() for r in self.runners if r.ready}
+        if not refs:
+            return
         ready, _ = ray.wait(list(refs.values()), num_returns=len(refs), timeout=0.5)
         ready_set = set(ready)
         for idx, ref in refs.items():
@@ -298,10 +355,11 @@ class RolloutScheduler:
     def start(self, all_within_s: float = 30.0) -> None:
         """Start the runner actors and wait until they answer (process start, imports, its model client).
 
-        Waits for every runner up to ``all_within_s``; after that, one that answers is enough (the others start
-        when the cluster places them: an autoscaling cluster adding nodes), and with none by
-        ``placement_timeout_s`` the run fails. ``run`` calls it when it was not called before; calling it first
-        keeps actor start-up out of ``run``'s timing (the benchmarks do).
+        Waits for every runner up to ``all_within_s``; after that, one that answers is enough (the others get
+        episodes as they answer: an autoscaling cluster adds their nodes one by one), and with none by
+        ``placement_timeout_s`` the run fails. ``run`` calls it with ``all_within_s=0`` (episodes start on the
+        first runner that answers) when it was not called before; calling it first keeps actor start-up out of
+        ``run``'s timing (the benchmarks do).
 
         Raises:
             RunnersFailing: a runner could not be created (its creation error is in the message), or none was
@@ -311,37 +369,23 @@ class RolloutScheduler:
             return
         self.runners = [self._start_runner(i) for i in range(self.num_runners)]
         t0 = time.monotonic()
-        pending = [r.handle.stats.remote() for r in self.runners]
-        answered = 0
-        while pending:
-            waited = time.monotonic() - t0
-            if answered and waited >= all_within_s:
+        self._none_ready_since = t0
+        while True:
+            self._check_probes(timeout=1.0)
+            ready = sum(r.ready for r in self.runners)
+            if ready == len(self.runners) or (ready and time.monotonic() - t0 >= all_within_s):
                 return
-            if not answered and waited >= self.placement_timeout_s:
-                wanted = {"CPU": self.runner_cpus, **(self.runner_resources or {})}
-                raise RunnersFailing(
-                    f"no runner actor was placed within {self.placement_timeout_s:.0f} s: no node offers "
-                    f"{wanted}; add such a node, or change --runner-resource / --placement-timeout"
-                )
-            done, pending = ray.wait(pending, num_returns=len(pending), timeout=1.0)
-            for ref in done:
-                try:
-                    ray.get(ref)
-                except RayActorError as exc:
-                    if "creation task" in str(
-                        exc
-                    ):  # deterministic (an import error, a bad config): fail fast
-                        raise RunnersFailing(f"a runner actor could not start: {_death_reason(exc)}") from exc
-                    continue  # died right away: the run loop replaces it
-                answered += 1
+            self._check_placement()
 
     def run(self) -> ExecutionResult:
         """Run every job to an outcome; Ctrl-C stops cleanly (committed episodes stay, the rest can resume)."""
-        self.start()
+        self.start(all_within_s=0.0)
         self._t0 = time.perf_counter()
         last_progress = 0.0
         try:
             while self.queue or self.retries.waiting() or any(r.inflight for r in self.runners):
+                self._check_probes(timeout=0)
+                self._check_placement()
                 self._fill()
                 refs = [ref for r in self.runners for ref in r.inflight]
                 if not refs:  # only retries waiting out their backoff

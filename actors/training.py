@@ -30,6 +30,7 @@ from ray.train.torch import TorchTrainer
 from ray.train.v2.api.data_parallel_trainer import DataParallelTrainer
 
 from actors.cluster import connect_ray
+from actors.metrics import RayMetrics
 from automem import env_vars
 from automem.training import DatasetRows, DistillConfig, TrainingError
 from automem.training.data import parse_rows, read_manifest, rows_path
@@ -49,14 +50,17 @@ class RayTrainHooks:
         dataset_id: the dataset's id (from its manifest, read by the driver).
         fail_after_step: fault injection for tests only: raise once the trainer has finished (and saved) this
             global step, unless this attempt resumed from a checkpoint.
+        run_name: the Ray Train run's name, the ``run`` tag of the ``automem_train_*`` metrics (rank 0 records
+            them).
     """
 
-    def __init__(self, dataset_id: str = "", fail_after_step: int | None = None) -> None:
+    def __init__(self, dataset_id: str = "", fail_after_step: int | None = None, run_name: str = "") -> None:
         context = ray.train.get_context()
         self.world_rank = context.get_world_rank()
         self.local_world_size = context.get_local_world_size()
         self.dataset_id = dataset_id
         self.fail_after_step = fail_after_step
+        self.run_name = run_name
 
     def rows(self, config: DistillConfig) -> DatasetRows:
         # Every worker gets the whole (small) dataset from Ray Data, unsplit: under DDP the Hugging Face trainer
@@ -68,7 +72,11 @@ class RayTrainHooks:
     def callbacks(self) -> list[Any]:
         from ray.train.huggingface.transformers import RayTrainReportCallback
 
+        from automem.training.metrics import metrics_callback
+
         callbacks: list[Any] = [RayTrainReportCallback()]
+        if self.world_rank == 0:
+            callbacks.append(metrics_callback(RayMetrics(), self.run_name))
         if self.fail_after_step is not None and ray.train.get_checkpoint() is None:
             callbacks.append(_fail_after(self.fail_after_step))
         return callbacks
@@ -114,7 +122,9 @@ def _train_worker(loop_config: dict[str, Any]) -> None:
     """What each Ray Train worker runs."""
     from automem.training import train_loop
 
-    hooks = RayTrainHooks(loop_config["dataset_id"], loop_config.get("fail_after_step"))
+    hooks = RayTrainHooks(
+        loop_config["dataset_id"], loop_config.get("fail_after_step"), loop_config.get("run_name", "")
+    )
     train_loop(loop_config["config"], hooks)
 
 
@@ -151,6 +161,7 @@ class RayTrainLauncher:
                 "config": config_dict,
                 "dataset_id": dataset_id,
                 "fail_after_step": self.fail_after_step,
+                "run_name": run_name,
             },
             datasets={TRAIN_DATASET: _read_rows_dataset(dataset)},
             # Unsplit, in file order: see RayTrainHooks.rows.

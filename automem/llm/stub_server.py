@@ -41,8 +41,10 @@ class StubConfig:
     models: list[str] = field(default_factory=lambda: ["stub"])
     """Model ids listed by ``/v1/models``; any requested model is served."""
     policy: str = "random"
-    """``random``: replies of :func:`reply_for`; ``route``: :func:`route_reply`, a toy that depends on the scaffold
-    (for Loop 1's tests)."""
+    """``random``: replies of :func:`reply_for`; ``seeded``: the same, drawn from a generator seeded by the request's
+    messages, so that a reply depends on its prompt only, not on the order requests arrive in (an episode plays the
+    same on every run and every runner); ``route``: :func:`route_reply`, a toy that depends on the scaffold (for
+    Loop 1's tests)."""
 
 
 def reply_for(regex: str | None, rng: random.Random) -> str:
@@ -150,6 +152,9 @@ class StubServer:
         regex = (body.get("structured_outputs") or {}).get("regex")
         if self.config.policy == "route":
             text = route_reply(regex, body.get("messages", []), self.rng)
+        elif self.config.policy == "seeded":
+            prompt = json.dumps([self.config.seed, body.get("messages", [])], sort_keys=True)
+            text = reply_for(regex, random.Random(prompt))
         else:
             text = reply_for(regex, self.rng)
         prompt_chars = sum(len(m.get("content", "")) for m in body.get("messages", []))
@@ -221,7 +226,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--hang-s", type=float, default=3600.0)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
-        "--policy", choices=("random", "route"), default="random", help="reply policy (route: Loop 1's toy)"
+        "--policy",
+        choices=("random", "seeded", "route"),
+        default="random",
+        help="reply policy (seeded: a function of the prompt; route: Loop 1's toy)",
     )
     p.add_argument("--port-file", default=None, help="write the bound port here once listening")
     a = p.parse_args(argv)

@@ -32,6 +32,7 @@ import functools
 import json
 import logging
 import re
+import time
 import uuid
 from collections import defaultdict
 from typing import Any
@@ -42,6 +43,7 @@ import pyarrow.parquet as pq
 
 from automem.agent.events import EpisodeEnd, StepEvent, TurnEvent
 from automem.memory.results import OpRecord
+from automem.metrics import BYTES_WRITTEN, COMMIT_LATENCY, NO_METRICS, MetricsSink
 from automem.trajectory.schemas import STREAMED, TABLES
 from automem.trajectory.storage import Storage, StorageError, parquet_bytes
 
@@ -115,6 +117,7 @@ class EpisodeWriter:
         run_id, episode_id, attempt: identify the attempt (and every file it writes).
         meta: episode-level fields for the ``episodes`` row (env_id, seed, scaffold ids, model names).
         flush_rows: buffered rows (all streamed tables together) that trigger a flush.
+        metrics: where bytes written and commit latency are counted.
     """
 
     def __init__(
@@ -126,8 +129,10 @@ class EpisodeWriter:
         meta: dict[str, Any],
         *,
         flush_rows: int = 512,
+        metrics: MetricsSink = NO_METRICS,
     ) -> None:
         self.storage = storage
+        self.metrics = metrics
         self.run_id = check_id("run id", run_id)
         self.episode_id = check_id("episode id", episode_id)
         self.attempt = attempt
@@ -272,8 +277,12 @@ class EpisodeWriter:
 
     def _write(self, path: str, data: pa.Table) -> None:
         self.storage.write_table(path, data)
+        self._count(data)
+
+    def _count(self, data: pa.Table) -> None:
         self.rows_written += data.num_rows
         self.bytes_written += data.nbytes
+        self.metrics.inc(BYTES_WRITTEN, data.nbytes, {"run_id": self.run_id})
 
     # -- commit / fail -------------------------------------------------------------------------------------------
 
@@ -288,6 +297,7 @@ class EpisodeWriter:
         """
         if self.committed:
             return
+        t0 = time.perf_counter()
         rest = self.take()
         self.claim()
         record = self._stage(end, system_prompt, rest)
@@ -308,6 +318,7 @@ class EpisodeWriter:
                 self.episode_id,
                 exc,
             )
+        self.metrics.observe(COMMIT_LATENCY, time.perf_counter() - t0, {"run_id": self.run_id})
 
     def _stage(self, end: EpisodeEnd, system_prompt: str, rest: dict[str, list[dict[str, Any]]]) -> bytes:
         """Write every table's final file under ``final/`` (the record last); returns the record's bytes."""
@@ -328,8 +339,7 @@ class EpisodeWriter:
                     tail=tail,
                     check=functools.partial(self._check, table),
                 )
-                self.rows_written += tail.num_rows
-                self.bytes_written += tail.nbytes
+                self._count(tail)
             else:  # a short episode is never staged in parts; an empty file still goes with the others
                 self._write(self._final(table), tail)
         files = [

@@ -73,6 +73,10 @@ def test_cpu_small_trains_a_lora_adapter_on_ray_train(ray_session, tmp_path):
     run = Path(result.storage_path) / result.run_name
     saved = sorted(run.glob("checkpoint_*/checkpoint/adapter_model.safetensors"))
     assert len(saved) >= 2, sorted(p.name for p in run.iterdir())
+    # The run's automem_train_* metrics reached Prometheus through Ray's metrics agent (issue 18).
+    from .test_metrics import check_training_metrics
+
+    check_training_metrics(result)
 
 
 def test_a_killed_run_resumes_from_its_last_checkpoint_on_two_workers(ray_session, tmp_path):
