@@ -57,6 +57,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--episodes-b", metavar="EPISODES", help="with ROOT_B: the selection in ROOT_B")
     p.add_argument("--per-episode", action="store_true", help="print the per-episode counts instead")
+    p.add_argument(
+        "--branches",
+        action="store_true",
+        help="the branch runs' arms against their control, paired by branch point and copy (automem branch)",
+    )
     p.add_argument("--json", action="store_true", help="print a JSON array of row objects")
     p.add_argument(
         "--links",
@@ -81,6 +86,8 @@ def _usage_error(args: argparse.Namespace) -> str | None:
         return "--episodes-b needs ROOT_B"
     if args.per_episode and (args.root_b or args.compare):
         return "--per-episode lists one store's episodes; it does not combine with a comparison"
+    if args.branches and (args.root_b or args.compare or args.per_episode or args.episodes):
+        return "--branches compares the arms of one store's branch runs; it takes no other selection"
     if args.links and not (args.per_episode and args.json):
         return "--links needs --per-episode --json"
     if args.max_links < 0:
@@ -114,9 +121,27 @@ def _open(root: str, args: argparse.Namespace) -> Any:
     return open_root(root, args.retry_s)
 
 
+def _branches(args: argparse.Namespace) -> int:
+    """Each branch run's arms against its reference arm (``automem.branch.compare``)."""
+    import dataclasses
+    import json
+
+    from automem.branch.compare import compare_branches, format_comparisons
+
+    comps = compare_branches(_open(args.root, args), None)
+    if args.json:
+        emit(json.dumps([dataclasses.asdict(c) for c in comps]) + "\n")
+    else:
+        emit((format_comparisons(comps) or "no committed branch episodes in this store") + "\n")
+    return 0
+
+
 def _single(args: argparse.Namespace) -> int:
     from automem import render
     from automem.diagnostics import diagnose
+
+    if args.branches:
+        return _branches(args)
 
     by = _DEFAULT_BY if args.by is None else args.by
     result = diagnose(_open(args.root, args), by, episodes=args.episodes, ci=not args.per_episode)

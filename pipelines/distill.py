@@ -41,8 +41,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     d.add_argument(
         "--strategy",
         default="wellformed",
-        help="wellformed, utility, clean, outcome, judge (a model grades each turn; --judge-url, --judge-model), or "
-        "several joined by + (a turn must pass each); default wellformed",
+        help="wellformed, utility, clean, outcome, counterfactual (turns `automem branch credit` measured; "
+        "--credit-store), judge (a model grades each turn; --judge-url, --judge-model), or several joined by + "
+        "(a turn must pass each); default wellformed",
+    )
+    d.add_argument(
+        "--credit-store", metavar="ROOT", help="counterfactual: the credit runs' store (default: --from)"
+    )
+    d.add_argument(
+        "--credit-min", type=float, default=0.0, help="counterfactual: keep credits above this (default 0)"
     )
     d.add_argument(
         "--quantile", type=float, default=0.5, help="outcome: progression quantile per env and seed"
@@ -78,6 +85,8 @@ def run_dataset(args: argparse.Namespace) -> int:
             holdout_seeds=args.holdout_seeds,
             judge_url=args.judge_url,
             judge_model=args.judge_model,
+            credit_store=args.credit_store,
+            credit_min=args.credit_min,
             judge_min_score=args.judge_min_score,
         )
     except ValidationError as exc:

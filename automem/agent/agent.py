@@ -47,6 +47,18 @@ class ModelRoute:
     model: str
 
 
+@dataclass(frozen=True)
+class EpisodeStart:
+    """Where a continued episode starts (a branch of a stored one, ``automem.branch``): the game is positioned at
+    ``step``, showing ``observation``; the memory files are ``memory``; ``last_action`` was the step before's."""
+
+    step: int
+    observation: str
+    info: dict[str, Any]
+    memory: dict[str, str]
+    last_action: str | None = None
+
+
 @dataclass
 class _Tally:
     turns: int = 0
@@ -70,6 +82,8 @@ class Agent:
         context_window: the served model's context length; the scaffold's budgets must fit it.
         env_in_thread: run ``env.reset``/``env.step`` in a worker thread, so CPU-bound games do not block an
             event loop that runs many episodes.
+        sampling_seed: seed every request (``seed`` of the OpenAI API), each with its own value derived from this,
+            the step, the phase and the turn; None: unseeded. Branch copies sample with different seeds.
     """
 
     def __init__(
@@ -81,8 +95,10 @@ class Agent:
         counter: TokenCounter | None = None,
         context_window: int = 4096,
         env_in_thread: bool = False,
+        sampling_seed: int | None = None,
     ) -> None:
         self.scaffold = scaffold
+        self.sampling_seed = sampling_seed
         self.memory_route = memory
         self.action_route = action or memory
         self.counter = counter or ApproxTokenCounter()
@@ -161,16 +177,19 @@ class Agent:
         max_steps: int,
         on_event: EventSink | None = None,
         after_step: Callable[[], Awaitable[None]] | None = None,
+        start: EpisodeStart | None = None,
     ) -> EpisodeEnd:
         """Play one episode to its end or ``max_steps``; emits events and returns the summary.
 
-        ``after_step`` is awaited after every environment step (the trajectory writer flushes there).
+        ``after_step`` is awaited after every environment step (the trajectory writer flushes there). With
+        ``start`` the episode continues a restored one: ``env`` is already positioned (no reset), the memory starts
+        as ``start.memory`` (written as the ``init`` files), and steps ``start.step .. max_steps-1`` are played.
 
         Raises:
             automem.llm.LLMError: the model endpoint failed beyond its retries (the caller records the attempt).
         """
         emit = on_event or (lambda _e: None)
-        start = time.perf_counter()
+        t_start = time.perf_counter()
         tally = _Tally()
 
         def on_record(rec) -> None:
@@ -185,21 +204,22 @@ class Agent:
         default_index = 0 if default_index is None else default_index
         system = static_prefix(self.scaffold, actions)
         phash = prefix_hash(system)
-        obs, info = await self._env(tally, env.reset, seed=seed)
+        if start is None:
+            obs, info = await self._env(tally, env.reset, seed=seed)
+            initial = [(f.name, f.initial) for f in self.scaffold.files if f.initial]
+        else:
+            obs, info = start.observation, dict(start.info)
+            initial = sorted(start.memory.items())
         reset_seconds, tally.env_seconds = tally.env_seconds, 0.0
-        store = MemoryStore.fresh(
-            memory_root,
-            self.scaffold.quotas,
-            [(f.name, f.initial) for f in self.scaffold.files if f.initial],
-            on_record=on_record,
-        )
-        last_action: str | None = None
+        store = MemoryStore.fresh(memory_root, self.scaffold.quotas, initial, on_record=on_record)
+        last_action: str | None = None if start is None else start.last_action
         last_note = ""
         total_reward, terminated, truncated, steps = 0.0, False, False, 0
         progression = float(info.get("progression", 0.0))
         # Actions for this step only (NetHack's "letter g" while the game asks for an item).
         extra = actions_now(env)
-        for t in range(max_steps):
+        first = 0 if start is None else start.step
+        for t in range(first, max_steps):
             # LOG: the observation now on screen is the outcome of the previous action.
             await self._memory_phase(
                 "log",
@@ -270,7 +290,7 @@ class Agent:
                     info=_jsonable(info),
                 )
             )
-            steps = t + 1
+            steps = t + 1 - first
             last_action = step_names[index]
             extra = actions_now(env)
             last_note = "" if valid else f" (your answer {text.strip()[:40]!r} was not a valid action)"
@@ -287,14 +307,14 @@ class Agent:
             episode_return=total_reward,
             progression=progression,
             terminated=bool(terminated),
-            truncated=bool(truncated) or (steps >= max_steps and not terminated),
+            truncated=bool(truncated) or (first + steps >= max_steps and not terminated),
             invalid_actions=tally.invalid_actions,
             turns=tally.turns,
             prompt_tokens=tally.prompt_tokens,
             completion_tokens=tally.completion_tokens,
             llm_seconds=tally.llm_seconds,
             env_seconds=tally.env_seconds + reset_seconds,
-            wall_seconds=time.perf_counter() - start,
+            wall_seconds=time.perf_counter() - t_start,
             op_errors=tally.op_errors,
             memory_files={n: store.backend.read(n) for n in sorted(store.index)},
         )
@@ -350,6 +370,15 @@ class Agent:
         results = max(self.counter.count(results_message(DROPPED, tail)) for tail in tails)
         return completion + results + 2 * PER_MESSAGE_TOKENS
 
+    def _sampling(self, max_tokens: int, t: int, phase: str, turn: int) -> SamplingParams:
+        """A request's sampling: the scaffold's, with a seed of its own when the agent has a sampling seed."""
+        sc = self.scaffold.sampling
+        seed = None
+        if self.sampling_seed is not None:
+            phase_no = {"log": 1, "plan": 2, "action": 3}[phase]
+            seed = (self.sampling_seed * 1_000_003 + t * 1009 + phase_no * 101 + turn) % (2**31 - 1)
+        return SamplingParams(sc.temperature, sc.top_p, max_tokens, seed=seed)
+
     async def _call(self, route, messages, sampling, constraint, tally):
         res = await route.client.chat(messages, model=route.model, sampling=sampling, constraint=constraint)
         tally.turns += 1
@@ -367,7 +396,6 @@ class Agent:
         instruction = sc.prompts.log if phase == "log" else sc.prompts.plan
         enabled = self._log_ops if phase == "log" else self._plan_ops
         constraint = OutputConstraint(self._grammar[phase]) if sc.constrained else None
-        sampling = SamplingParams(sc.sampling.temperature, sc.sampling.top_p, sc.sampling.memory_max_tokens)
         budget = sc.context.max_prompt_tokens
         context = self._user(system, ctx, instruction, self._reserve_tokens[phase])
 
@@ -393,6 +421,7 @@ class Agent:
                 messages, est = fit_conversation(
                     system, context, turns, MORE_OPS, self.counter, budget, refit
                 )
+            sampling = self._sampling(sc.sampling.memory_max_tokens, t, phase, k)
             res = await self._call(self.memory_route, messages, sampling, constraint, tally)
             parsed = parse(res.text, enabled)
             results = execute(
@@ -426,7 +455,7 @@ class Agent:
         sc = self.scaffold
         messages = [dict(m) for m in convo]
         constraint = OutputConstraint(action_regex(names)) if sc.constrained else None
-        sampling = SamplingParams(sc.sampling.temperature, sc.sampling.top_p, sc.sampling.action_max_tokens)
+        sampling = self._sampling(sc.sampling.action_max_tokens, t, "action", 0)
         res = await self._call(self.action_route, messages, sampling, constraint, tally)
         index = parse_action(res.text, names)
         valid = index is not None

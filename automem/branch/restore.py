@@ -32,6 +32,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -197,17 +198,51 @@ def _record(st: Storage, run_id: str, episode_id: str, manifest: dict[str, Any] 
     raise RestoreError(f"episode {episode_id!r} of run {run_id} is not committed: {why}; {hint}")
 
 
-def memory_at(ops: pa.Table | list[dict[str, Any]], step: int) -> dict[str, str]:
+def memory_at(
+    ops: pa.Table | list[dict[str, Any]], step: int, drop_turns: Iterable[str] = ()
+) -> dict[str, str]:
     """The memory files when step ``step`` began (before its LOG turn): the op log's successful writes of phase
     ``init`` and of steps ``0 .. step-1``, in execution order (step, phase, turn, seq).
 
     Args:
         ops: one episode's ``memory_ops`` rows (an Arrow table or dicts; only its committed attempt's).
         step: the step, 0 or more.
+        drop_turns: memory turns ``STEP:PHASE:TURN`` whose operations are left out (a counterfactual memory:
+            what the files would be had those turns written nothing; later writes are replayed as recorded).
     """
+    dropped = set(drop_turns)
     rows = ops.to_pylist() if isinstance(ops, pa.Table) else list(ops)
     rows.sort(key=lambda r: (r["step"], PHASE_RANK.get(r["phase"], 3), r["turn"], r["seq"]))
-    return replay(r for r in rows if r["phase"] == "init" or r["step"] < step)
+    return replay(
+        r
+        for r in rows
+        if (r["phase"] == "init" or r["step"] < step)
+        and f"{r['step']}:{r['phase']}:{r['turn']}" not in dropped
+    )
+
+
+def _turns(ops: pa.Table) -> set[tuple[int, str, int]]:
+    """The (step, phase, turn) keys of the memory turns that have operations in ``ops``."""
+    cols = ops.select(["step", "phase", "turn"]).to_pylist()
+    return {(r["step"], r["phase"], r["turn"]) for r in cols if r["phase"] != "init"}
+
+
+def episode_record(root: str | Storage, run_id: str, episode_id: str) -> dict[str, Any]:
+    """The committed ``episodes`` row of a stored episode (env, seed, scaffold, models, steps, attempt).
+
+    Raises:
+        RestoreError: the run or episode is unknown, not committed, or of another schema.
+    """
+    try:
+        check_id("run id", run_id)
+        check_id("episode id", episode_id)
+    except ValueError as exc:
+        raise RestoreError(str(exc)) from None
+    st = open_store(root)
+    manifest = read_manifest(st, run_id)
+    if manifest is not None:
+        _check_schema(manifest.get("schema_version"), f"run {run_id} (its manifest)", manifest)
+    return _record(st, run_id, episode_id, manifest)
 
 
 def _difference(stored: str, replayed: str) -> str:
@@ -297,6 +332,7 @@ def restore(
     attempt: int | None = None,
     memory_dir: str | os.PathLike[str] | None = None,
     env_kwargs: dict[str, Any] | None = None,
+    drop_turns: Iterable[str] = (),
 ) -> Restored:
     """The stored episode's game and memory at ``step`` (module docstring), every observation checked.
 
@@ -308,6 +344,8 @@ def restore(
         memory_dir: write the memory files here (a new or empty folder), only once every check passed.
         env_kwargs: overrides of the environment's registered settings (default: the manifest's ``env_kwargs``
             if the run recorded any, else none, which is how rollouts make their games).
+        drop_turns: memory turns ``STEP:PHASE:TURN`` of steps before ``step`` whose operations are left out of
+            the memory (``memory_at``).
 
     Raises:
         RestoreError: a step out of range, an episode not committed (or another attempt committed), a store of
@@ -348,7 +386,14 @@ def restore(
         _read_rows(st, "steps", run_id, episode_id, committed, manifest, step_cols), step, steps_path
     )
     ops = _read_rows(st, "memory_ops", run_id, episode_id, committed, manifest)
-    memory = memory_at(ops, step)
+    drop_turns = tuple(drop_turns)
+    unknown = sorted(set(drop_turns) - {f"{s}:{p}:{t}" for s, p, t in _turns(ops) if s < step})
+    if unknown:
+        raise RestoreError(
+            f"episode {episode_id} has no memory turn {', '.join(unknown)} before step {step} "
+            "(turns are STEP:PHASE:TURN; see its memory_ops)"
+        )
+    memory = memory_at(ops, step, drop_turns)
 
     env_id, seed = record["env_id"], record["seed"]
     if seed is None:
@@ -411,4 +456,4 @@ def restore(
     )
 
 
-__all__ = ["ENV_PACKAGES", "RestoreError", "Restored", "StoreError", "memory_at", "restore"]
+__all__ = ["ENV_PACKAGES", "RestoreError", "Restored", "StoreError", "episode_record", "memory_at", "restore"]

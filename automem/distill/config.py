@@ -33,6 +33,10 @@ class DatasetConfig(StrictConfig):
     """Which memory phases give examples."""
     dedupe: bool = True
     """Drop exact duplicates (same prompt and same post-processed completion), keeping the first in source order."""
+    credit_store: str | None = None
+    """``counterfactual``: the store of the credit runs (``automem branch credit --out``); None: ``source``."""
+    credit_min: float = 0.0
+    """``counterfactual``: keep turns whose credit (recorded - removed progression) is above this."""
     judge_url: str | None = None
     """``judge``: the OpenAI-compatible endpoint of the grading model, e.g. ``http://127.0.0.1:8000/v1``."""
     judge_model: str | None = None
@@ -86,4 +90,8 @@ class DatasetConfig(StrictConfig):
         }
         if "judge" in self.strategy.split("+"):  # only then: the ids of other datasets stay as they were
             out |= {"judge_model": self.judge_model, "judge_min_score": self.judge_min_score}
+        if "counterfactual" in self.strategy.split(
+            "+"
+        ):  # the content hash covers which turns the credits kept
+            out |= {"credit_min": self.credit_min}
         return out

@@ -14,6 +14,10 @@ strategy keeps it; each one's score goes into the dataset as ``score_<name>``.
   PLAN turn's read returned something. Score: 1 when kept.
 - ``outcome``: turns of episodes whose progression is at or above ``config.quantile`` (0.5: the median) of the
   progressions of the episodes with the same env and seed. Score: the episode's progression.
+- ``counterfactual``: turns a credit run measured (``automem branch credit``: played on with and without the turn's
+  operations, ``automem.branch.credit``) whose credit is above ``config.credit_min``; turns never credited are
+  dropped, so the dataset is small and each example's worth was measured. Credits are read from
+  ``config.credit_store`` (default: the source store). Score: the credit.
 - ``judge`` (optional, off unless named): a model grades each turn (``automem.distill.judge``). It grades only the
   turns the strategies named before it kept, so ``wellformed+utility+judge`` pays for the fewest calls; its own
   count in the funnel is of those.
@@ -184,6 +188,24 @@ def outcome(source: Source, config: DatasetConfig) -> list[Verdict]:
     return out
 
 
+def counterfactual(source: Source, config: DatasetConfig) -> list[Verdict]:
+    """Keep the turns whose measured memory credit (``automem.branch.credit``) is above ``config.credit_min``."""
+    from automem.branch.credit import credits
+
+    found = {
+        (c.parent_run_id, c.parent_episode_id, c.turn): c.credit
+        for c in credits(config.credit_store or config.source)
+    }
+    out = []
+    for t in source.turns:
+        run_id, episode_id, _attempt, step, phase, turn = t.key
+        credit = found.get((run_id, episode_id, f"{step}:{phase}:{turn}"))
+        out.append(
+            Verdict(credit is not None and credit > config.credit_min, np.nan if credit is None else credit)
+        )
+    return out
+
+
 def judge(source: Source, config: DatasetConfig) -> list[Verdict]:
     """Keep the turns a model grades well (``automem.distill.judge``; needs ``judge_url`` and ``judge_model``)."""
     from automem.distill.judge import judge as run
@@ -196,6 +218,7 @@ STRATEGIES: dict[str, Strategy] = {
     "utility": utility,
     "clean": clean,
     "outcome": outcome,
+    "counterfactual": counterfactual,
     "judge": judge,
 }
 """The selection strategies by name."""

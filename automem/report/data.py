@@ -34,6 +34,7 @@ from automem.diagnostics.compare import compare_groups
 from automem.diagnostics.episodes import KEY, EpisodeDiagnostics, analyse_store, size_series
 from automem.diagnostics.summary import MEASURES, aggregate, resolve_by
 from automem.render import to_json_rows
+from automem.report.branches import branch_view
 from automem.report.html import embedded_size, render_html
 from automem.report.replay import episode_replay
 from automem.trajectory import READ_RETRY_S, Storage, connect, open_store
@@ -184,6 +185,7 @@ def build_payload(root: Any, cfg: ReportConfig) -> dict[str, Any]:
             "replay": [],
             "notes": [],
             "lineage": _lineage(con, cfg.max_bytes, notes),
+            "branches": branch_view(con, st, notes),
         }
         if cfg.compare:
             table = compare_groups(per, cfg.compare, cfg.baseline)

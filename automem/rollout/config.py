@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
+from automem.branch.plan import BranchPlan
 from automem.config import ConfigError, StrictConfig, load_model, parse_model
 from automem.llm.embedded import BASE_MODEL_ID
 from automem.rollout.jobs import MAX_EPISODES, parse_seeds
@@ -21,7 +22,7 @@ from automem.rollout.resume import parse_resources
 from automem.scaffold.schema import Scaffold
 from automem.trajectory.writer import check_id
 
-RUN_FIELDS = ("env", "episodes", "seeds", "scaffold", "model", "memory_model", "max_steps")
+RUN_FIELDS = ("env", "episodes", "seeds", "scaffold", "model", "memory_model", "max_steps", "branch")
 """The fields that define a run's episodes: fixed when it starts, taken from its manifest by a resume."""
 
 
@@ -45,7 +46,7 @@ class RolloutConfig(StrictConfig):
     """OpenAI-compatible base URL, or ``embedded`` to use (or start) the embedded endpoint. A resume keeps the run's
     endpoint unless this is given."""
     max_steps: int = Field(30, ge=1)
-    """Step cap per episode."""
+    """Step cap per episode (a branch run: steps played on from each branch point)."""
     concurrency: int = Field(8, ge=1)
     """Episodes in flight at once."""
     runners: int | None = Field(None, ge=1)
@@ -71,6 +72,9 @@ class RolloutConfig(StrictConfig):
     """Run id (None: ``<env>-<UTC time>``); needed to resume."""
     address: str | None = None
     """Ray cluster address (None: ``RAY_ADDRESS``, a running local cluster, or a new one)."""
+    branch: BranchPlan | None = None
+    """A branch run (``automem branch play``): its episodes continue stored episodes from a step under the plan's
+    arms, instead of new games from ``seeds``; ``env`` and ``episodes`` follow from the plan."""
     executor: Literal["ray", "local"] = "ray"
     """``ray``: runner actors on a Ray cluster; ``local``: the same runner in this process (no Ray; small runs and
     tests)."""

@@ -5,11 +5,14 @@ from __future__ import annotations
 import bisect
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, overload
+from typing import TYPE_CHECKING, Any, overload
 
 from automem.envs.base import SEED_LIMIT
 from automem.scaffold.schema import Scaffold
 from automem.trajectory.writer import check_id
+
+if TYPE_CHECKING:
+    from automem.branch.plan import BranchStart
 
 
 @dataclass(frozen=True)
@@ -26,6 +29,8 @@ class EpisodeJob:
     max_steps: int
     attempt: int = 1
     env_kwargs: dict[str, Any] = field(default_factory=dict)
+    branch: BranchStart | None = None
+    """Set for a branch episode: the stored episode and step it continues from (``automem.branch``)."""
 
     def retry(self) -> EpisodeJob:
         """The same episode as its next attempt."""

@@ -183,6 +183,27 @@ def default_run_id(config: RolloutConfig) -> str:
     return f"{config.env}-{dt.datetime.now(dt.UTC):%Y%m%d-%H%M%S}"
 
 
+def _branch_jobs(config: RolloutConfig, run_id: str) -> tuple[RolloutConfig, list[EpisodeJob]]:
+    """A branch run's jobs (``automem.branch``), and the config with its env, episode count and resolved plan."""
+    from automem.branch.jobs import make_branch_jobs
+    from automem.branch.restore import RestoreError
+    from automem.trajectory.store import StoreError
+
+    assert config.branch is not None
+    try:
+        env_id, jobs, plan = make_branch_jobs(config.branch, run_id=run_id, horizon=config.max_steps)
+    except (RestoreError, StoreError) as exc:
+        raise RolloutError(str(exc)) from None
+    if "env" in config.model_fields_set and config.env != env_id:
+        raise RolloutError(f"--env {config.env} differs from the branched episodes' env {env_id}")
+    return config.model_copy(update={"env": env_id, "episodes": len(jobs), "branch": plan}), jobs
+
+
+def _scaffolds(jobs: list[EpisodeJob]) -> list[Scaffold]:
+    """The distinct scaffolds of some jobs (a branch run's arms may differ)."""
+    return list({content_id(j.scaffold): j.scaffold for j in jobs}.values())
+
+
 def plan_rollout(config: RolloutConfig, *, resume: bool = False) -> _Plan:
     """Check everything that can be checked before anything is written.
 
@@ -212,22 +233,29 @@ def plan_rollout(config: RolloutConfig, *, resume: bool = False) -> _Plan:
         else:
             scaffold = _resolve_scaffold(config)
         config = config.model_copy(update={"run_id": run_id})
+        if (
+            config.branch is not None
+        ):  # the env and the scaffolds come from the branched episodes and the arms
+            config, jobs = _branch_jobs(config, run_id)
+            scaffold = jobs[0].scaffold
         known = [getattr(e, "id", str(e)) for e in list_envs()]
         if config.env not in known:
             raise RolloutError(f"unknown env id {config.env!r}; known: {', '.join(known)}")
         # A scaffold whose prompt cannot fit would fail every attempt: refuse it now (a generous estimate here;
         # again with the served model's tokenizer once the endpoint is known).
-        check_scaffold_fits(scaffold, config.env, config.context_window)
-        jobs = make_jobs(
-            run_id=run_id,
-            env_id=config.env,
-            episodes=config.episodes,
-            seeds=parse_seeds(config.seeds),
-            scaffold=scaffold,
-            memory_model=config.memory_model or config.model,
-            action_model=config.model,
-            max_steps=config.max_steps,
-        )
+        for each in _scaffolds(jobs) if config.branch is not None else [scaffold]:
+            check_scaffold_fits(each, config.env, config.context_window)
+        if config.branch is None:
+            jobs = make_jobs(
+                run_id=run_id,
+                env_id=config.env,
+                episodes=config.episodes,
+                seeds=parse_seeds(config.seeds),
+                scaffold=scaffold,
+                memory_model=config.memory_model or config.model,
+                action_model=config.model,
+                max_steps=config.max_steps,
+            )
     except RolloutError:
         raise
     except (ScaffoldError, ValueError) as exc:
@@ -345,7 +373,12 @@ def _reach_endpoint(
         endpoint, tokenizer_dir = resolve_endpoint(config.endpoint, say)
         if tokenizer_dir:
             counter = HFTokenCounter.from_model_dir(tokenizer_dir)
-            check_scaffold_fits(scaffold, config.env, config.context_window, counter)
+            for each in (
+                [scaffold, *(a.scaffold for a in config.branch.arms if a.scaffold)]
+                if config.branch
+                else [scaffold]
+            ):
+                check_scaffold_fits(each, config.env, config.context_window, counter)
     except (EndpointError, ValueError) as exc:
         raise RolloutError(str(exc)) from None
     return endpoint, tokenizer_dir

@@ -17,9 +17,24 @@ from dataclasses import dataclass
 from typing import Any
 
 from automem.agent.agent import Agent, ModelRoute
+from automem.branch.start import branch_start
+from automem.envs.base import TextEnv
 from automem.llm.client import OpenAIChatClient
 from automem.llm.protocol import DEFAULT_SAMPLING, ChatModel, ChatResult, OutputConstraint, SamplingParams
 from automem.llm.tokens import ApproxTokenCounter, HFTokenCounter, TokenCounter
+from automem.metrics import (
+    EPISODES_COMMITTED,
+    EPISODES_FAILED,
+    LLM_ERRORS,
+    LLM_INFLIGHT,
+    LLM_LATENCY,
+    LLM_TOKENS,
+    MEMORY_OP_ERRORS,
+    NO_METRICS,
+    PROGRESSION,
+    STEPS,
+    MetricsSink,
+)
 from automem.rollout.jobs import EpisodeJob
 from automem.rollout.outcomes import EpisodeOutcome
 from automem.scaffold.io import content_id
@@ -56,12 +71,13 @@ class RunnerConfig:
 
 
 class LimitedChatModel:
-    """Caps the requests in flight through one client (backpressure on the endpoint)."""
+    """Caps the requests in flight through one client (backpressure on the endpoint), and meters them."""
 
-    def __init__(self, inner: ChatModel, limit: int) -> None:
+    def __init__(self, inner: ChatModel, limit: int, metrics: MetricsSink = NO_METRICS) -> None:
         self.inner = inner
         self.sem = asyncio.Semaphore(limit)
         self.inflight = 0
+        self.metrics = metrics
 
     async def chat(
         self,
@@ -73,10 +89,22 @@ class LimitedChatModel:
     ) -> ChatResult:
         async with self.sem:
             self.inflight += 1
+            self.metrics.set(LLM_INFLIGHT, self.inflight)
+            t0 = time.perf_counter()
             try:
-                return await self.inner.chat(messages, model=model, sampling=sampling, constraint=constraint)
+                result = await self.inner.chat(
+                    messages, model=model, sampling=sampling, constraint=constraint
+                )
+            except Exception:
+                self.metrics.inc(LLM_ERRORS, tags={"model": model})
+                raise
             finally:
                 self.inflight -= 1
+                self.metrics.set(LLM_INFLIGHT, self.inflight)
+            self.metrics.observe(LLM_LATENCY, time.perf_counter() - t0, {"model": model})
+            self.metrics.inc(LLM_TOKENS, result.prompt_tokens, {"model": model, "kind": "prompt"})
+            self.metrics.inc(LLM_TOKENS, result.completion_tokens, {"model": model, "kind": "completion"})
+            return result
 
 
 class EpisodeRunner:
@@ -85,10 +113,14 @@ class EpisodeRunner:
     Args:
         config: endpoint, store and limits.
         client: a chat model to use instead of an HTTP client (tests).
+        metrics: where episodes, steps, model requests and commits are counted (``actors/runner.py`` passes Ray's).
     """
 
-    def __init__(self, config: RunnerConfig, client: ChatModel | None = None) -> None:
+    def __init__(
+        self, config: RunnerConfig, client: ChatModel | None = None, metrics: MetricsSink = NO_METRICS
+    ) -> None:
         self.config = config
+        self.metrics = metrics
         self.worker = f"{socket.gethostname()}:{os.getpid()}"
         base = client or OpenAIChatClient(
             config.endpoint,
@@ -96,7 +128,7 @@ class EpisodeRunner:
             timeout_s=config.request_timeout_s,
             max_retries=config.request_retries,
         )
-        self.client = LimitedChatModel(base, config.max_llm_inflight)
+        self.client = LimitedChatModel(base, config.max_llm_inflight, metrics)
         self.storage = Storage(config.storage_root, retry_for_s=config.storage_retry_s)
         self.counter: TokenCounter = (
             HFTokenCounter.from_model_dir(config.tokenizer_dir)
@@ -129,8 +161,15 @@ class EpisodeRunner:
             "worker": self.worker,
         }
         writer = EpisodeWriter(
-            self.storage, job.run_id, job.episode_id, job.attempt, meta, flush_rows=self.config.flush_rows
+            self.storage,
+            job.run_id,
+            job.episode_id,
+            job.attempt,
+            meta,
+            flush_rows=self.config.flush_rows,
+            metrics=self.metrics,
         )
+        tags = {"run_id": job.run_id, "env": job.env_id}
         memory_root = os.path.join(self.memory_base, f"{job.run_id}-{job.episode_id}-a{job.attempt}")
         # A retry of an episode that did commit (its runner died after the commit, or its result was lost) is
         # answered from the store, never played again.
@@ -141,9 +180,14 @@ class EpisodeRunner:
         # files alone and fails this task, which the scheduler retries as the next attempt.
         await asyncio.to_thread(writer.claim)
         self.stats_["running"] += 1
-        env = None
+        env: TextEnv | None = None
         try:
-            env = await asyncio.to_thread(make_env, job.env_id, **job.env_kwargs)
+            start = None
+            if job.branch is None:
+                game = await asyncio.to_thread(make_env, job.env_id, **job.env_kwargs)
+            else:  # a branch: the stored episode's game and memory at the branch step (automem.branch)
+                game, start = await asyncio.to_thread(branch_start, job.branch)
+            env = game
             agent = Agent(
                 job.scaffold,
                 memory=ModelRoute(self.client, job.memory_model),
@@ -151,27 +195,33 @@ class EpisodeRunner:
                 counter=self.counter,
                 context_window=self.config.context_window,
                 env_in_thread=True,
+                sampling_seed=None if job.branch is None else job.branch.sampling_seed,
             )
 
             def on_event(event: Any) -> None:
                 writer.on_event(event)
                 if getattr(event, "completion_tokens", None) is not None and hasattr(event, "phase"):
                     self.stats_["tokens"] += event.prompt_tokens + event.completion_tokens
+                    op_errors = sum(1 for r in event.results if not r.get("ok", True))
+                    if op_errors:
+                        self.metrics.inc(MEMORY_OP_ERRORS, op_errors, tags)
 
             async def after_step() -> None:
                 self.stats_["steps"] += 1
+                self.metrics.inc(STEPS, tags=tags)
                 if writer.should_flush():
                     await asyncio.to_thread(writer.write, writer.take())
 
             t0 = time.perf_counter()
             episode = agent.run_episode(
-                env,
+                game,
                 seed=job.seed,
                 episode_id=job.episode_id,
                 memory_root=memory_root,
                 max_steps=job.max_steps,
                 on_event=on_event,
                 after_step=after_step,
+                start=start,
             )
             try:
                 end = await asyncio.wait_for(episode, self.config.episode_timeout_s)
@@ -180,10 +230,12 @@ class EpisodeRunner:
                     f"episode attempt exceeded {self.config.episode_timeout_s:g} s (episode_timeout_s)"
                 ) from None
             try:
-                await asyncio.to_thread(writer.commit, end, agent.system_prompt(env))
+                await asyncio.to_thread(writer.commit, end, agent.system_prompt(game))
             except AlreadyCommitted as exc:  # another attempt committed while this one played
                 return self._already(job, exc.record)
             self.stats_["episodes_done"] += 1
+            self.metrics.inc(EPISODES_COMMITTED, tags=tags)
+            self.metrics.observe(PROGRESSION, end.progression, tags)
             return EpisodeOutcome(
                 episode_id=job.episode_id,
                 attempt=job.attempt,
@@ -199,6 +251,7 @@ class EpisodeRunner:
             raise
         except Exception as exc:
             self.stats_["episodes_failed"] += 1
+            self.metrics.inc(EPISODES_FAILED, tags=tags)
             reason = f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=4)}"
             try:
                 await asyncio.to_thread(writer.fail, reason, self.worker)

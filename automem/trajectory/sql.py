@@ -213,7 +213,8 @@ def connect(
         An in-memory DuckDB connection with views ``episodes``, ``steps``, ``turns``, ``memory_ops``,
         ``memory_files`` and ``attempts`` (``episodes`` narrows them), and ``dataset_rows`` (the rows of every
         complete dataset under ``datasets/``, with a ``dataset_id`` column) ``ledger`` (adapter evaluations,
-        ``automem.distill.ledger``) and ``lineage`` (Loop 1's candidates, ``automem.evolve.lineage``). It reads the files listed now; files
+        ``automem.distill.ledger``), ``lineage`` (Loop 1's candidates, ``automem.evolve.lineage``) and ``branches`` (one row
+        per branch episode: its parent and what changed, from the runs' manifests, ``automem.branch``). It reads the files listed now; files
         committed later need a new one. Unless ``unsafe_sql``, its SQL reads the store's files and no others, and
         cannot change settings (``sandbox.lock_down``).
 
@@ -277,6 +278,12 @@ def connect(
 
     _row_files_view(con, st, "ledger", LEDGER_SCHEMA, ledger)
     _row_files_view(con, st, "lineage", LINEAGE_SCHEMA, lineage)
+    from automem.branch.jobs import BRANCHES_SCHEMA, branches_table
+
+    con.register(
+        "_branches", branches_table(st) if st.exists(st.path("runs")) else BRANCHES_SCHEMA.empty_table()
+    )
+    con.execute("CREATE VIEW branches AS SELECT * FROM _branches")
     return con
 
 

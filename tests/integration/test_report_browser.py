@@ -255,3 +255,44 @@ def test_report_lineage_tree_opens_a_node_to_its_diff(tmp_path, chromium):
         cdp.js(f"document.querySelector({json.dumps(node)} + ' pre.diff .add').textContent")
         == "+id: s1 <b>x</b>\n"
     )
+
+
+def test_report_branch_view_draws_each_branch_and_its_divergence(tmp_path, chromium):
+    from automem.llm.stub_server import spawn
+    from tests.unit.test_report_branches import STEP, make_branch_store
+
+    proc, url = spawn(policy="seeded")
+    try:
+        make_branch_store(url, str(tmp_path / "parent"), str(tmp_path / "b"))
+    finally:
+        proc.kill()
+        proc.wait()
+    out = tmp_path / "branches.html"
+    write_report(str(tmp_path / "b"), out, ReportConfig())
+    cdp = chromium
+    for domain in ("Runtime", "Page"):
+        cdp.send(f"{domain}.enable")
+    cdp.send("Page.navigate", url=out.as_uri())
+    cdp.wait_for("Page.loadEventFired")
+    assert cdp.js("document.body.getAttribute('data-ready')") == "1"
+    assert cdp.js("document.getElementById('branches').hidden") is False
+    svg = "#branches svg.branch-svg[data-point='0']"
+    arms = cdp.js(
+        f"[...document.querySelectorAll({json.dumps(svg + ' .branch-line')})].map(e => e.dataset.arm)"
+    )
+    assert arms == ["control", "control", "change", "change"]
+    assert cdp.js(f"document.querySelector({json.dumps(svg)}).getBoundingClientRect().height") > 50
+    labels = cdp.js(f"[...document.querySelectorAll({json.dumps(svg + ' text')})].map(e => e.textContent)")
+    assert "control c0" in labels and "change c1" in labels, labels
+    assert sum("same actions as the parent" in t for t in labels) == 2, labels
+    assert f"branched at step {STEP}" in labels
+    # The edited memory changes what the stub answers: a dot at the change arm's first other action.
+    steps = cdp.js(
+        f"[...document.querySelectorAll({json.dumps(svg + ' circle.diverge')})].map(e => e.dataset.step)"
+    )
+    assert len(steps) == 2 and all(int(s) >= STEP for s in steps), steps
+    assert (
+        cdp.js("document.querySelectorAll('#branches table.branch-compare tr[data-arm=change]').length") == 3
+    )
+    errors = [e for e in cdp.events if e.get("method") == "Runtime.exceptionThrown"]
+    assert not errors, errors

@@ -302,6 +302,103 @@
     }
   }
 
+  // ---- branches (automem branch) ------------------------------------------------------------------------
+  function branchLabel(b, readable) {
+    const what = b.diverged_at !== null && b.diverged_at !== undefined ? `diverges at step ${b.diverged_at}`
+      : readable ? 'same actions as the parent' : 'parent not readable';
+    return `progression ${fmt(b.progression)} · ${what}`;
+  }
+
+  // One branch point: the parent's timeline, the branch step, and a line per branch episode (SVG, no library).
+  function branchSvg(pt, colorOfArm) {
+    const W = 900, L = 118, R = 320, T = 18, ROW = 16;
+    const H = T + ROW * (pt.branches.length + 1) + 16;
+    const start = pt.parent_readable ? 0 : pt.branch_step;
+    const stop = Math.max(pt.branch_step + 1, pt.parent_steps || 0, ...pt.branches.map(b => b.end));
+    const x = v => L + (v - start) / ((stop - start) || 1) * (W - L - R);
+    const svg = svgEl('svg', { class: 'branch-svg', viewBox: `0 0 ${W} ${H}`, width: '100%', role: 'img',
+      'aria-label': `branches of ${pt.parent_episode_id} at step ${pt.branch_step}`, 'data-point': String(pt.point) });
+    const y0 = T;
+    for (const t of niceTicks(start, stop, 8).filter(t => Number.isInteger(t))) {
+      svg.appendChild(svgEl('text', { class: 'tick', x: x(t), y: 10, 'text-anchor': 'middle' }, String(t)));
+    }
+    const pEnd = pt.parent_readable ? pt.parent_steps : pt.branch_step;
+    svg.appendChild(svgEl('text', { x: L - 6, y: y0 + 4, 'text-anchor': 'end' }, 'parent'));
+    const parent = svgEl('line', { class: pt.parent_readable ? 'parent-line' : 'parent-line unread',
+      x1: x(start), x2: x(Math.max(pEnd, start)), y1: y0, y2: y0 });
+    parent.appendChild(svgEl('title', {}, pt.parent_readable
+      ? `${pt.parent_episode_id}: steps 0..${pt.parent_steps}, final progression ${fmt(pt.parent_progression)}`
+      : `${pt.parent_episode_id}: parent store not readable (${pt.parent_out})`));
+    svg.appendChild(parent);
+    svg.appendChild(svgEl('text', { x: W - R + 8, y: y0 + 4 }, pt.parent_readable
+      ? `${pt.parent_steps} steps · progression ${fmt(pt.parent_progression)}` : 'parent not readable'));
+    const yEnd = y0 + ROW * pt.branches.length + 6;
+    svg.appendChild(svgEl('line', { class: 'branch-mark', x1: x(pt.branch_step), x2: x(pt.branch_step), y1: y0 - 8,
+      y2: yEnd }));
+    svg.appendChild(svgEl('text', { x: x(pt.branch_step), y: yEnd + 12, 'text-anchor': 'middle' },
+      `branched at step ${pt.branch_step}`));
+    pt.branches.forEach((b, i) => {
+      const y = y0 + ROW * (i + 1), color = colorOfArm(b.arm);
+      svg.appendChild(svgEl('text', { x: L - 6, y: y + 4, 'text-anchor': 'end' }, `${b.arm} c${b.copy}`));
+      const line = svgEl('line', { class: 'branch-line', 'data-arm': b.arm, x1: x(b.start), x2: x(Math.max(b.end, b.start)),
+        y1: y, y2: y, stroke: color });
+      line.appendChild(svgEl('title', {}, `${b.episode_id}: steps ${b.start}..${b.end}`));
+      svg.appendChild(line);
+      if (b.diverged_at !== null && b.diverged_at !== undefined) {
+        const dot = svgEl('circle', { class: 'diverge', cx: x(b.diverged_at), cy: y, r: 5, fill: color,
+          'data-step': String(b.diverged_at) });
+        dot.appendChild(svgEl('title', {}, `step ${b.diverged_at}: ${b.action} (the parent: ${b.parent_action})`));
+        svg.appendChild(dot);
+      }
+      svg.appendChild(svgEl('text', { x: W - R + 8, y: y + 4, fill: color }, branchLabel(b, pt.parent_readable)));
+    });
+    return svg;
+  }
+
+  function branchCompare(run) {
+    const rows = [];
+    for (const c of run.comparison) {
+      if (!Object.keys(c.measures).length) {
+        rows.push(el('tr', {}, el('td', {}, `${c.arm} vs ${c.reference}`), el('td', {}, 'no committed pairs'),
+          el('td', {}), el('td', {}), el('td', {}), el('td', {})));
+      }
+      for (const [m, v] of Object.entries(c.measures)) {
+        rows.push(el('tr', { 'data-arm': c.arm, 'data-measure': m }, el('td', {}, `${c.arm} vs ${c.reference}`),
+          el('td', {}, m), el('td', {}, fmt(c.pairs) + (c.unpaired ? ` (+${c.unpaired} unpaired)` : '')),
+          el('td', {}, fmt(v.reference)), el('td', {}, fmt(v.arm)),
+          el('td', {}, signed(v.diff), el('span', { class: 'ci' }, ` [${signed(v.lo)}, ${signed(v.hi)}]`))));
+      }
+    }
+    if (!rows.length) return el('p', { class: 'muted' }, 'one arm only: nothing to compare');
+    return el('table', { class: 'branch-compare' },
+      el('tr', {}, ...['arm', 'measure', 'pairs', 'reference', 'arm value', 'diff [95% CI]'].map(h => el('th', {}, h))),
+      ...rows);
+  }
+
+  function renderBranches() {
+    const runs = (D.branches || []).filter(r => r.points.length);
+    if (!runs.length) return;
+    document.getElementById('branches').hidden = false;
+    document.getElementById('nav-branches').hidden = false;
+    const box = document.getElementById('branch-runs');
+    for (const run of runs) {
+      const colorOfArm = a => colorOf(Math.max(0, run.arms.indexOf(a)));
+      const div = el('div', { class: 'branch-run', 'data-run': String(run.run_id) });
+      div.appendChild(el('h3', {}, `branch run ${run.run_id} `, el('span', { class: 'muted' },
+        `${run.n_points} point(s), ${run.n_episodes} episode(s), arms ${run.arms.join(', ')} (reference ${run.reference})`)));
+      div.appendChild(branchCompare(run));
+      div.appendChild(legend(run.arms, run.arms.map(colorOfArm)));
+      for (const pt of run.points) {
+        const changes = Object.entries(pt.changes).filter(([, c]) => c).map(([a, c]) => `${a}: ${c}`).join(' · ');
+        div.appendChild(el('div', { class: 'branch-point' },
+          el('div', { class: 'head' }, `point ${pt.point}: `, el('span', { class: 'sid' }, `${pt.parent_run_id}/${pt.parent_episode_id}`),
+            ` at step ${pt.branch_step}`, changes ? el('span', { class: 'muted' }, ` · ${changes}`) : null),
+          branchSvg(pt, colorOfArm)));
+      }
+      box.appendChild(div);
+    }
+  }
+
   // ---- replay -------------------------------------------------------------------------------------------
   const replay = { ep: null, step: 0, cache: new Map() };
 
@@ -429,6 +526,7 @@
   renderDiagnostics();
   renderComparison();
   renderLineage();
+  renderBranches();
   stripPlot(document.getElementById('plot-progression'), 'Progression per episode, by group', D.plots.progression);
   linePlot(document.getElementById('plot-memory'), 'Memory size over steps (mean bytes)', D.plots.memory, 'step', 'bytes');
   stackedBars(document.getElementById('plot-opmix'), 'Operation mix', D.plots.op_mix);
