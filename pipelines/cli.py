@@ -26,7 +26,7 @@ COMMANDS: list[tuple[str, str, str]] = [
     ("diagnose", "pipelines.diagnose", "memory-quality diagnostics of a trajectory store"),
     ("report", "pipelines.report", "an HTML report with episode replay"),
     ("distill", "pipelines.distill", "build Loop 2 datasets of good memory turns"),
-    ("branch", "pipelines.branch", "restore a stored episode's game and memory at a step"),
+    ("branch", "pipelines.branch", "restore, branch and compare stored episodes; credit memory turns"),
     ("deploy", "pipelines.deploy", "render KubeRay manifests or a ray-up cluster config"),
     (
         "evolve",
