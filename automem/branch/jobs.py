@@ -70,9 +70,10 @@ def make_branch_jobs(
             )
         n = int(rec["steps"] or 0)
         if not 0 <= point.step < n:
+            credit = " (a credit branches at the step after its turn: the last step's turns have no steps after them)"
             raise RestoreError(
                 f"step {point.step} is outside episode {point.episode}, which has {n} steps: give a step from "
-                f"0 to {n - 1}"
+                f"0 to {n - 1}" + (credit if point.drop_turns and point.step == n else "")
             )
         if point.episode not in scaffolds:
             scaffolds[point.episode] = parent_scaffold(plan.parent_out, plan.parent_run, rec)

@@ -412,8 +412,10 @@ def _abandon(storage: Storage, run_id: str, lease: RunLease, *, new_run: bool) -
         lease.release()
         if new_run:
             storage.delete_dir(storage.path("runs", run_id))
-            if not storage.is_s3 and not os.listdir(storage.path("runs")):
-                os.rmdir(storage.path("runs"))  # nothing else was ever there
+            for folder in ("runs", "_staging"):  # the lease's and the write probe's, if nothing else is there
+                path = storage.path(folder)
+                if not storage.is_s3 and os.path.isdir(path) and not os.listdir(path):
+                    os.rmdir(path)
     except Exception as exc:  # noqa: BLE001 - best effort; the failure being reported matters more
         log.warning("could not clean up run %s: %s", run_id, exc)
 
