@@ -121,6 +121,7 @@ def test_a_new_run_that_cannot_start_leaves_nothing(tmp_path):
     with pytest.raises(RolloutError, match="not reachable"):
         run_rollout(config(tmp_path, "http://127.0.0.1:9/v1"))
     assert not (tmp_path / "runs").exists() and not (tmp_path / "tables").exists()
+    assert not (tmp_path / "_staging").exists()  # the write probe's folder goes too
     with pytest.raises(RolloutError, match="nothing to resume"):
         run_rollout(config(tmp_path, "http://127.0.0.1:9/v1"), resume=True)
 
