@@ -59,6 +59,8 @@ class PointDiff:
     diff: float
     lo: float
     hi: float
+    memory: dict[str, dict[str, float]] = field(default_factory=dict)
+    """The memory measures (failed ops and ops per step) at this point: {reference, arm, diff, lo, hi}."""
 
 
 @dataclass
@@ -124,6 +126,18 @@ def compare_rows(rows: list[dict[str, Any]], arms: list[str] | None = None) -> l
                 a = np.array([_outcome(x, "progression") for x, _ in pp])
                 b = np.array([_outcome(y, "progression") for _, y in pp])
                 d, lo, hi = mean_ci(b - a, seed=p)
+                memory = {}
+                for m in MEASURES[1:]:
+                    ma = np.array([_outcome(x, m) for x, _ in pp])
+                    mb = np.array([_outcome(y, m) for _, y in pp])
+                    md, mlo, mhi = mean_ci(mb - ma, seed=p)
+                    memory[m] = {
+                        "reference": float(ma.mean()),
+                        "arm": float(mb.mean()),
+                        "diff": md,
+                        "lo": mlo,
+                        "hi": mhi,
+                    }
                 first = pp[0][1]
                 comp.points.append(
                     PointDiff(
@@ -138,6 +152,7 @@ def compare_rows(rows: list[dict[str, Any]], arms: list[str] | None = None) -> l
                         diff=d,
                         lo=lo,
                         hi=hi,
+                        memory=memory,
                     )
                 )
             out.append(comp)
@@ -188,6 +203,11 @@ def format_comparisons(comps: list[ArmComparison]) -> str:
                 f"  point {p.point}: {p.parent_episode_id} at step {p.branch_step}: progression "
                 f"{p.reference:.3f} -> {p.arm:.3f}  diff {p.diff:+.3f} [{p.lo:+.3f}, {p.hi:+.3f}] (n={p.n})"
             )
+            for m, v in p.memory.items():
+                lines.append(
+                    f"    {m:<19} {v['reference']:.3f} -> {v['arm']:.3f}  diff {v['diff']:+.3f} "
+                    f"[{v['lo']:+.3f}, {v['hi']:+.3f}]"
+                )
     return "\n".join(lines)
 
 

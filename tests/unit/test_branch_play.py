@@ -272,6 +272,8 @@ def test_compare_pairs_by_point_and_copy_and_credit_flips_the_sign():
     assert comp.measures["progression"]["lo"] == pytest.approx(-0.25)  # every pair differs by the same amount
     assert comp.measures["op_errors_per_step"]["diff"] > 0
     assert [p.n for p in comp.points] == [4, 4, 3]
+    # copies 0..3 of removed fail 0..3 ops in 5 steps; recorded none: the point's mean is 1.5 / 5
+    assert comp.points[0].memory["op_errors_per_step"]["diff"] == pytest.approx(0.3)
     found = credits_of([comp])
     assert [c.turn for c in found] == ["0:log:0", "1:log:0", "2:log:0"]
     assert all(c.credit == pytest.approx(0.25) and c.lo <= c.credit <= c.hi for c in found)
