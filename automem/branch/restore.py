@@ -168,7 +168,15 @@ def _read_rows(
 
 
 def _record(st: Storage, run_id: str, episode_id: str, manifest: dict[str, Any] | None) -> dict[str, Any]:
-    """The episode's committed ``episodes`` row, or a ``RestoreError`` saying why there is none."""
+    """The episode's committed ``episodes`` row, or a ``RestoreError`` saying why there is none (or why it cannot
+    be replayed: a branch episode starts mid-game, so its own rows do not begin at a reset)."""
+    branch = ((manifest or {}).get("config") or {}).get("branch")
+    if branch:
+        raise RestoreError(
+            f"run {run_id} is a branch run (of {branch.get('parent_run')} in {branch.get('parent_out')}): its "
+            "episodes start mid-game and cannot be replayed alone; restore or branch the parent episode (the "
+            "branches view names it) with the branch's settings instead"
+        )
     path = st.path("tables", "episodes", run_id, f"{episode_id}.parquet")
     if st.exists(path):
         try:

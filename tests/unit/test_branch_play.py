@@ -14,7 +14,7 @@ import sys
 import numpy as np
 import pytest
 
-from automem.branch import BranchArm, BranchPlan, BranchPoint
+from automem.branch import BranchArm, BranchPlan, BranchPoint, RestoreError, restore
 from automem.branch.compare import compare_rows
 from automem.branch.credit import credit_plan, credits, credits_of
 from automem.branch.run import run_branches, simple_plan
@@ -91,6 +91,9 @@ def test_control_reproduces_the_parent_and_changes_are_recorded(stub, parent, tm
     assert (r["copy"], r["sampling_seed"], r["control"]) == (1, 8, False)
     assert json.loads(r["changes"]) == {"memory_edit": [edit]}
     assert b["0000-control-c0"]["control"] and json.loads(b["0000-control-c0"]["changes"]) == {}
+    # A branch episode starts mid-game: restoring it alone is refused, naming the parent.
+    with pytest.raises(RestoreError, match="is a branch run \\(of p1"):
+        restore(out, "b1", "0000-control-c0", 5)
     # The same call again resumes: nothing is played twice.
     again = run_branches(plan, out=out, run_id="b1", horizon=5, settings=_settings(stub))
     assert again.committed == 0 and again.skipped == 8
