@@ -159,6 +159,13 @@ def _register_credit(verbs: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--turns", required=True, help="memory turns STEP:PHASE:TURN, comma-separated (3:log:0,7:log:0)"
     )
+    p.add_argument(
+        "--measure",
+        default="progression",
+        choices=("progression", "op_errors_per_step"),
+        help="the credit's measure: progression (default), or op_errors_per_step (fewer failed memory operations "
+        "later in the game); the same command again prints a finished run in another measure",
+    )
     _run_flags(p)
     p.set_defaults(func=run_credit)
 
@@ -200,7 +207,7 @@ def _play(args: argparse.Namespace, plan, verb: str) -> int:
     if verb == "credit":
         from automem.branch.credit import credits, format_credits
 
-        print(format_credits(credits(args.out, run_id)))
+        print(format_credits(credits(args.out, run_id, args.measure)))
     else:
         print(format_comparisons(compare_branches(args.out, run_id)))
     return 0 if not result.failed else 1

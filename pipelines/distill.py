@@ -52,6 +52,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--credit-min", type=float, default=0.0, help="counterfactual: keep credits above this (default 0)"
     )
     d.add_argument(
+        "--credit-measure",
+        default="progression",
+        choices=("progression", "op_errors_per_step"),
+        help="counterfactual: what credits are in (default progression)",
+    )
+    d.add_argument(
         "--quantile", type=float, default=0.5, help="outcome: progression quantile per env and seed"
     )
     d.add_argument("--holdout-seeds", metavar="SEEDS", help="seeds never trained on, e.g. 1000-1031")
@@ -87,6 +93,7 @@ def run_dataset(args: argparse.Namespace) -> int:
             judge_model=args.judge_model,
             credit_store=args.credit_store,
             credit_min=args.credit_min,
+            credit_measure=args.credit_measure,
             judge_min_score=args.judge_min_score,
         )
     except ValidationError as exc:

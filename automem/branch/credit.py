@@ -63,7 +63,8 @@ def is_credit_plan(plan: BranchPlan) -> bool:
 
 @dataclass(frozen=True)
 class Credit:
-    """The worth of one memory turn: recorded - removed final progression over ``n`` paired copies."""
+    """The worth of one memory turn over ``n`` paired copies, by ``measure``: how much better the rest of the game
+    went with the turn than without it (``recorded`` and ``removed`` are the measure's means)."""
 
     parent_run_id: str
     parent_episode_id: str
@@ -75,41 +76,70 @@ class Credit:
     credit: float
     lo: float
     hi: float
+    measure: str = "progression"
 
 
-def credits_of(comparisons: list[ArmComparison]) -> list[Credit]:
-    """The credits in a store's branch comparisons (the ``removed`` arm against ``recorded``, sign flipped)."""
+CREDIT_MEASURES = {"progression": 1.0, "op_errors_per_step": -1.0}
+"""What a credit can be measured in, with the sign of "better": more progression, fewer failed memory operations per
+step (with the turn's memory the agent fails fewer of its later operations: the turn was worth that many)."""
+
+
+def _zero(x: float) -> float:
+    return x + 0.0  # no "-0.000" in tables
+
+
+def credits_of(comparisons: list[ArmComparison], measure: str = "progression") -> list[Credit]:
+    """The credits in a store's branch comparisons (the ``removed`` arm against ``recorded``), in ``measure``.
+
+    Raises:
+        ValueError: a measure that is not one of ``CREDIT_MEASURES``.
+    """
+    if measure not in CREDIT_MEASURES:
+        raise ValueError(f"unknown credit measure {measure!r}; known: {', '.join(CREDIT_MEASURES)}")
+    sign = CREDIT_MEASURES[measure]
     out = []
     for c in comparisons:
         if c.reference != RECORDED or c.arm != REMOVED:
             continue
         for p in c.points:
-            turn = (p.changes.get("drop_turns") or ["?"])[0]
+            if measure == "progression":
+                ref, arm, diff, lo, hi = p.reference, p.arm, p.diff, p.lo, p.hi
+            else:
+                v = p.memory[measure]
+                ref, arm, diff, lo, hi = v["reference"], v["arm"], v["diff"], v["lo"], v["hi"]
+            # diff is removed - recorded; the credit is sign * (recorded - removed)
+            bounds = sorted((-sign * lo, -sign * hi))
             out.append(
                 Credit(
                     parent_run_id=p.parent_run_id,
                     parent_episode_id=p.parent_episode_id,
-                    turn=turn,
+                    turn=(p.changes.get("drop_turns") or ["?"])[0],
                     branch_step=p.branch_step,
                     n=p.n,
-                    recorded=p.reference,
-                    removed=p.arm,
-                    credit=0.0 - p.diff + 0.0,
-                    lo=0.0 - p.hi + 0.0,
-                    hi=0.0 - p.lo + 0.0,
+                    recorded=ref,
+                    removed=arm,
+                    credit=_zero(-sign * diff),
+                    lo=_zero(bounds[0]),
+                    hi=_zero(bounds[1]),
+                    measure=measure,
                 )
             )
     return out
 
 
-def credits(root: Any, run_id: str | None = None) -> list[Credit]:
-    """The memory credits of every credit run in the store at ``root`` (or of one run)."""
-    return credits_of(compare_branches(root, run_id))
+def credits(root: Any, run_id: str | None = None, measure: str = "progression") -> list[Credit]:
+    """The memory credits of every credit run in the store at ``root`` (or of one run), in ``measure``."""
+    return credits_of(compare_branches(root, run_id), measure)
 
 
 def format_credits(found: list[Credit]) -> str:
     """A table of credits."""
-    lines = [
+    if found:
+        better = "more" if CREDIT_MEASURES[found[0].measure] > 0 else "fewer"
+        lines = [f"credit in {found[0].measure} ({better} is better): with the turn vs without it"]
+    else:
+        lines = []
+    lines += [
         f"{'episode':<28} {'turn':<10} {'n':>3} {'recorded':>9} {'removed':>8} {'credit':>8}  95% interval"
     ]
     for c in found:
@@ -121,6 +151,7 @@ def format_credits(found: list[Credit]) -> str:
 
 
 __all__ = [
+    "CREDIT_MEASURES",
     "RECORDED",
     "REMOVED",
     "Credit",

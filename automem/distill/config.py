@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, field_validator, model_validator
 
 from automem.config import StrictConfig
@@ -36,7 +38,10 @@ class DatasetConfig(StrictConfig):
     credit_store: str | None = None
     """``counterfactual``: the store of the credit runs (``automem branch credit --out``); None: ``source``."""
     credit_min: float = 0.0
-    """``counterfactual``: keep turns whose credit (recorded - removed progression) is above this."""
+    """``counterfactual``: keep turns whose credit is above this (in ``credit_measure``; 0: any gain)."""
+    credit_measure: Literal["progression", "op_errors_per_step"] = "progression"
+    """``counterfactual``: what credits are in: progression with the turn minus without it, or the failed memory
+    operations per step it spared the rest of the game."""
     judge_url: str | None = None
     """``judge``: the OpenAI-compatible endpoint of the grading model, e.g. ``http://127.0.0.1:8000/v1``."""
     judge_model: str | None = None
@@ -93,5 +98,5 @@ class DatasetConfig(StrictConfig):
         if "counterfactual" in self.strategy.split(
             "+"
         ):  # the content hash covers which turns the credits kept
-            out |= {"credit_min": self.credit_min}
+            out |= {"credit_min": self.credit_min, "credit_measure": self.credit_measure}
         return out

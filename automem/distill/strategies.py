@@ -15,7 +15,7 @@ strategy keeps it; each one's score goes into the dataset as ``score_<name>``.
 - ``outcome``: turns of episodes whose progression is at or above ``config.quantile`` (0.5: the median) of the
   progressions of the episodes with the same env and seed. Score: the episode's progression.
 - ``counterfactual``: turns a credit run measured (``automem branch credit``: played on with and without the turn's
-  operations, ``automem.branch.credit``) whose credit is above ``config.credit_min``; turns never credited are
+  operations, ``automem.branch.credit``) whose credit, in ``config.credit_measure``, is above ``config.credit_min``; turns never credited are
   dropped, so the dataset is small and each example's worth was measured. Credits are read from
   ``config.credit_store`` (default: the source store). Score: the credit.
 - ``judge`` (optional, off unless named): a model grades each turn (``automem.distill.judge``). It grades only the
@@ -192,14 +192,16 @@ def counterfactual(source: Source, config: DatasetConfig) -> list[Verdict]:
     """Keep the turns whose measured memory credit (``automem.branch.credit``) is above ``config.credit_min``."""
     from automem.branch.credit import credits
 
-    found = {
-        (c.parent_run_id, c.parent_episode_id, c.turn): c.credit
-        for c in credits(config.credit_store or config.source)
-    }
+    found: dict[tuple[str, str, str], Any] = {}
+    for c in credits(config.credit_store or config.source, measure=config.credit_measure):
+        key = (c.parent_run_id, c.parent_episode_id, c.turn)
+        if key not in found or c.n >= found[key].n:  # a turn credited twice: the run with more copies
+            found[key] = c
     out = []
     for t in source.turns:
         run_id, episode_id, _attempt, step, phase, turn = t.key
-        credit = found.get((run_id, episode_id, f"{step}:{phase}:{turn}"))
+        hit = found.get((run_id, episode_id, f"{step}:{phase}:{turn}"))
+        credit = None if hit is None else hit.credit
         out.append(
             Verdict(credit is not None and credit > config.credit_min, np.nan if credit is None else credit)
         )

@@ -281,6 +281,12 @@ def test_compare_pairs_by_point_and_copy_and_credit_flips_the_sign():
     assert [c.turn for c in found] == ["0:log:0", "1:log:0", "2:log:0"]
     assert all(c.credit == pytest.approx(0.25) and c.lo <= c.credit <= c.hi for c in found)
     assert all(np.isfinite([c.lo, c.hi]).all() for c in found)
+    # In failed memory operations: the removed arm fails more, so the turn spared them (a positive credit).
+    errs = credits_of([comp], "op_errors_per_step")
+    assert errs[0].measure == "op_errors_per_step" and errs[0].credit == pytest.approx(0.3)
+    assert errs[0].lo <= errs[0].credit <= errs[0].hi
+    with pytest.raises(ValueError, match="unknown credit measure"):
+        credits_of([comp], "ops_per_step")
 
 
 def test_counterfactual_strategy_keeps_the_credited_turns(stub, parent, tmp_path):
