@@ -319,3 +319,31 @@ def test_counterfactual_strategy_keeps_the_credited_turns(stub, parent, tmp_path
 
     with pytest.raises(DistillError):
         build_dataset(config.model_copy(update={"credit_min": 1.0}), str(tmp_path / "data2"))
+
+
+def test_counterfactual_takes_the_measure_asked_and_the_run_with_more_copies(monkeypatch):
+    from automem.branch import credit as credit_mod
+    from automem.branch.credit import Credit
+    from automem.distill import DatasetConfig
+    from automem.distill.strategies import counterfactual
+    from automem.distill.turns import MemoryTurn, Source
+
+    def fake(root, run_id=None, measure="progression"):
+        assert (root, measure) == ("credits", "op_errors_per_step")
+        c = dict(
+            parent_run_id="p", parent_episode_id="e", branch_step=4, recorded=0.0, removed=0.0, lo=0, hi=0
+        )
+        return [
+            Credit(turn="3:log:0", n=8, credit=0.2, measure=measure, **c),
+            Credit(turn="3:log:0", n=4, credit=-0.5, measure=measure, **c),  # fewer copies: not used
+            Credit(turn="5:log:0", n=4, credit=-0.1, measure=measure, **c),
+        ]
+
+    monkeypatch.setattr(credit_mod, "credits", fake)
+    turns = [MemoryTurn(("p", "e", 1, s, "log", 0), [], "DONE", 1, 0) for s in (3, 5, 6)]
+    config = DatasetConfig(
+        source="runs", strategy="counterfactual", credit_store="credits", credit_measure="op_errors_per_step"
+    )
+    verdicts = counterfactual(Source(turns, {}), config)
+    assert [v.keep for v in verdicts] == [True, False, False]
+    assert verdicts[0].score == 0.2 and verdicts[1].score == -0.1 and np.isnan(verdicts[2].score)
