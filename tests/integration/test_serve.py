@@ -160,6 +160,32 @@ def test_prefix_caching_reuses_blocks_of_the_configured_size(embedded_endpoint):
     )
 
 
+def test_the_dashboards_vllm_panels_name_metrics_the_endpoint_exports(embedded_endpoint):
+    """Every vLLM engine metric a panel of deploy/grafana/automem.json plots is on the node's metrics page once the
+    endpoint has served (a repeated long prompt, so the prefix cache has hits to count)."""
+    import re
+    import time
+
+    from actors.cluster import metrics_url
+    from tests.unit.test_metrics import VLLM_METRICS
+
+    messages = [
+        {"role": "system", "content": "You keep notes about a game world. " * 40},
+        {"role": "user", "content": "Say ok."},
+    ]
+    for _ in range(2):
+        _text(_chat(embedded_endpoint, embedded_endpoint.model_id, messages, max_tokens=4))
+    deadline = time.monotonic() + 90
+    while True:
+        page = httpx.get(metrics_url(), timeout=30).text
+        names = {re.split(r"[{ ]", line)[0] for line in page.splitlines() if line.startswith("ray_vllm")}
+        missing = sorted(m for m in VLLM_METRICS if not any(n == m or n.startswith(m + "_") for n in names))
+        if not missing or time.monotonic() > deadline:
+            break
+        time.sleep(3)
+    assert not missing, f"not exported: {missing}; exported: {sorted(names)}"
+
+
 def test_api_key_enforced(embedded_endpoint):
     url = f"{embedded_endpoint.base_url}/chat/completions"
     body = {
