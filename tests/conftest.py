@@ -132,3 +132,15 @@ def stub_model():
     for p in started:
         p.kill()
         p.wait()
+
+
+@pytest.fixture(scope="module")
+def seeded_stub():
+    """A stub model server whose replies are a function of the prompt (``policy="seeded"``): two episodes that
+    see the same prompts write the same turns, whatever the schedule (branches, node loss). Yields its URL."""
+    from automem.llm.stub_server import spawn
+
+    proc, url = spawn(policy="seeded")
+    yield url
+    proc.kill()
+    proc.wait()

@@ -88,6 +88,14 @@ def _outcome(row: dict[str, Any], measure: str) -> float:
     return float(row["ops"] or 0) / steps
 
 
+def reference_arm(names: list[str], *, planned: bool) -> str:
+    """The arm the others are compared with: the plan's first (``planned``: ``names`` in plan order), else
+    ``control`` or ``recorded`` when present, else the first name."""
+    if planned:
+        return names[0]
+    return next((a for a in ("control", "recorded") if a in names), names[0])
+
+
 def compare_rows(rows: list[dict[str, Any]], arms: list[str] | None = None) -> list[ArmComparison]:
     """Comparisons of every arm of every run in ``rows`` (``BRANCH_OUTCOMES_SQL``'s) with its run's reference.
 
@@ -101,7 +109,7 @@ def compare_rows(rows: list[dict[str, Any]], arms: list[str] | None = None) -> l
     for run_id in runs:
         mine = [r for r in rows if r["run_id"] == run_id]
         names = arms or sorted({r["arm"] for r in mine})
-        ref = next((a for a in ("control", "recorded") if a in names), names[0]) if arms is None else names[0]
+        ref = reference_arm(names, planned=arms is not None)
         by = {(r["point"], r["arm"], r["copy"]): r for r in mine}
         for arm in [a for a in names if a != ref]:
             keys = sorted((p, c) for p, a, c in by if a == arm)
@@ -220,4 +228,5 @@ __all__ = [
     "compare_rows",
     "format_comparisons",
     "mean_ci",
+    "reference_arm",
 ]

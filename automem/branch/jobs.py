@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from typing import Any
 
 import pyarrow as pa
@@ -14,7 +15,6 @@ from automem.scaffold.io import ScaffoldError, content_id, from_yaml
 from automem.scaffold.schema import Scaffold
 from automem.trajectory.reader import read_manifest
 from automem.trajectory.storage import Storage
-from automem.trajectory.store import list_runs
 from automem.trajectory.writer import check_id
 
 
@@ -167,10 +167,10 @@ def stored_plan(manifest: dict[str, Any] | None) -> BranchPlan | None:
     return None if not data else BranchPlan.model_validate(data)
 
 
-def branches_table(st: Storage) -> pa.Table:
-    """The ``branches`` rows of every branch run in a store (from the runs' manifests)."""
+def branches_table(st: Storage, run_ids: Iterable[str]) -> pa.Table:
+    """The ``branches`` rows of the branch runs among ``run_ids`` (from their manifests; an ordinary run has none)."""
     rows: list[dict[str, Any]] = []
-    for run_id in list_runs(st):
+    for run_id in run_ids:
         plan = stored_plan(read_manifest(st, run_id))
         if plan is not None:
             rows += [

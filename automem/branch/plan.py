@@ -32,6 +32,9 @@ from automem.config import StrictConfig
 from automem.scaffold.schema import Scaffold
 
 ARM_NAME = re.compile(r"^[a-z][a-z0-9_]{0,23}$")
+BRANCH_EPISODE_ID = re.compile(r"^\d{4,}-[a-z][a-z0-9_]{0,23}-c\d+$")
+"""The shape of a branch episode's id (``BranchPlan.episode_id``); a rollout's ids (``000003-crafter-v0-s3``) never
+have it, so readers need not open an ordinary run's manifest to know it has no branches."""
 TURN_KEY = re.compile(r"^(\d+):(log|plan):(\d+)$")
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from automem.branch.compare import branch_outcomes, compare_rows
+from automem.branch.compare import branch_outcomes, compare_rows, reference_arm
 from automem.branch.jobs import stored_plan
 from automem.trajectory import Storage, connect, open_store
 from automem.trajectory.reader import read_manifest
@@ -210,9 +210,7 @@ def branch_view(con: Any, st: Storage, notes: list[str]) -> list[dict[str, Any]]
                 {
                     "run_id": run_id,
                     "arms": arm_names,
-                    "reference": arm_names[0]
-                    if arms
-                    else next((a for a in ("control", "recorded") if a in arm_names), arm_names[0]),
+                    "reference": reference_arm(arm_names, planned=bool(arms)),
                     "n_points": len({r["point"] for r in mine}),
                     "n_episodes": len(mine),
                     "comparison": _comparison([o for o in outcomes if o["run_id"] == run_id], arms),

@@ -200,8 +200,10 @@ def _branch_jobs(config: RolloutConfig, run_id: str) -> tuple[RolloutConfig, lis
 
 
 def _scaffolds(jobs: list[EpisodeJob]) -> list[Scaffold]:
-    """The distinct scaffolds of some jobs (a branch run's arms may differ)."""
-    return list({content_id(j.scaffold): j.scaffold for j in jobs}.values())
+    """The distinct scaffolds of some jobs (a branch run's arms may differ); jobs share their arm's object, so each
+    object is hashed once, not once per job."""
+    objects = {id(j.scaffold): j.scaffold for j in jobs}.values()
+    return list({content_id(s): s for s in objects}.values())
 
 
 def plan_rollout(config: RolloutConfig, *, resume: bool = False) -> _Plan:

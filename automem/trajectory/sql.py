@@ -41,6 +41,7 @@ from automem.trajectory.reader import (
 from automem.trajectory.sandbox import lock_down, read_only_statement
 from automem.trajectory.schemas import TABLES
 from automem.trajectory.storage import Storage
+from automem.trajectory.writer import episode_of
 
 if TYPE_CHECKING:
     import duckdb
@@ -263,9 +264,11 @@ def connect(
             f"CREATE OR REPLACE VIEW episodes AS SELECT * FROM _episodes SEMI JOIN _selected USING ({_KEYS})"
         )
     commits = commits_of(con.sql(f"SELECT {_KEYS} FROM episodes").to_arrow_table())
+    attempt_files: list[str] = []
     for table in TABLES:
         if table == "attempts":
             files = list(visible_files(table, table_files(st, table), commits))  # all of them
+            attempt_files = files
             if not files:
                 con.register("_raw_attempts", TABLES[table].empty_table())
             src = _source(con, "_raw_attempts", st, table, files) if files else "_raw_attempts"
@@ -278,11 +281,14 @@ def connect(
 
     _row_files_view(con, st, "ledger", LEDGER_SCHEMA, ledger)
     _row_files_view(con, st, "lineage", LINEAGE_SCHEMA, lineage)
-    from automem.branch.jobs import BRANCHES_SCHEMA, branches_table
+    from automem.branch.jobs import branches_table
+    from automem.branch.plan import BRANCH_EPISODE_ID
 
-    con.register(
-        "_branches", branches_table(st) if st.exists(st.path("runs")) else BRANCHES_SCHEMA.empty_table()
-    )
+    # The runs with an episode (committed, or an attempt of one) of a branch's id shape: only their manifests are
+    # read, and the keys come from what this connection already listed.
+    keys = con.execute("SELECT DISTINCT run_id, episode_id FROM _episodes").fetchall()
+    keys += [k for k in (episode_of("attempts", f) for f in attempt_files) if k is not None]
+    con.register("_branches", branches_table(st, sorted({r for r, e in keys if BRANCH_EPISODE_ID.match(e)})))
     con.execute("CREATE VIEW branches AS SELECT * FROM _branches")
     return con
 

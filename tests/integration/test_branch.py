@@ -12,20 +12,11 @@ import pytest
 
 from automem.branch import BranchArm
 from automem.branch.run import run_branches, simple_plan
-from automem.llm.stub_server import spawn
 from automem.rollout import RolloutConfig, run_rollout
 from automem.scaffold import load
 from automem.trajectory import query
 
 pytestmark = [pytest.mark.ray]
-
-
-@pytest.fixture(scope="module")
-def seeded_stub():
-    proc, url = spawn(policy="seeded")
-    yield url
-    proc.kill()
-    proc.wait()
 
 
 def test_branches_run_on_ray_and_the_control_reproduces_the_parent(ray_session, seeded_stub, tmp_path):

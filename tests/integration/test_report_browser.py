@@ -203,6 +203,16 @@ def test_report_renders_and_replay_steps_through_memory(tmp_path, chromium):
     assert urls and all(u.startswith(("file:", "data:")) for u in urls), urls
 
 
+def _load(cdp, page):
+    """Open ``page`` in the browser and wait until the report has drawn itself (``data-ready``)."""
+    for domain in ("Runtime", "Page"):
+        cdp.send(f"{domain}.enable")
+    cdp.send("Page.navigate", url=page.as_uri())
+    cdp.wait_for("Page.loadEventFired")
+    assert cdp.js("document.body.getAttribute('data-ready')") == "1"
+    return cdp
+
+
 def test_report_comparison_page_shows_each_measure_with_its_interval(tmp_path, chromium):
     from automem.diagnostics.summary import MEASURES
 
@@ -210,12 +220,7 @@ def test_report_comparison_page_shows_each_measure_with_its_interval(tmp_path, c
     _store(tmp_path / "store", seeds=3, memory_model="base:spec", run="run2")
     out = tmp_path / "compare.html"
     write_report(str(tmp_path / "store"), out, ReportConfig(compare="memory_model", baseline="base"))
-    cdp = chromium
-    for domain in ("Runtime", "Page"):
-        cdp.send(f"{domain}.enable")
-    cdp.send("Page.navigate", url=out.as_uri())
-    cdp.wait_for("Page.loadEventFired")
-    assert cdp.js("document.body.getAttribute('data-ready')") == "1"
+    cdp = _load(chromium, out)
     assert cdp.js("document.getElementById('comparison').hidden") is False
     rows = cdp.js("[...document.querySelectorAll('#compare-table tr')].map(r => r.innerText)")
     assert len(rows) == 1 + len(MEASURES), rows
@@ -257,24 +262,13 @@ def test_report_lineage_tree_opens_a_node_to_its_diff(tmp_path, chromium):
     )
 
 
-def test_report_branch_view_draws_each_branch_and_its_divergence(tmp_path, chromium):
-    from automem.llm.stub_server import spawn
+def test_report_branch_view_draws_each_branch_and_its_divergence(tmp_path, chromium, seeded_stub):
     from tests.unit.test_report_branches import STEP, make_branch_store
 
-    proc, url = spawn(policy="seeded")
-    try:
-        make_branch_store(url, str(tmp_path / "parent"), str(tmp_path / "b"))
-    finally:
-        proc.kill()
-        proc.wait()
+    make_branch_store(seeded_stub, str(tmp_path / "parent"), str(tmp_path / "b"))
     out = tmp_path / "branches.html"
     write_report(str(tmp_path / "b"), out, ReportConfig())
-    cdp = chromium
-    for domain in ("Runtime", "Page"):
-        cdp.send(f"{domain}.enable")
-    cdp.send("Page.navigate", url=out.as_uri())
-    cdp.wait_for("Page.loadEventFired")
-    assert cdp.js("document.body.getAttribute('data-ready')") == "1"
+    cdp = _load(chromium, out)
     assert cdp.js("document.getElementById('branches').hidden") is False
     svg = "#branches svg.branch-svg[data-point='0']"
     arms = cdp.js(

@@ -18,7 +18,6 @@ from automem.branch import BranchArm, BranchPlan, BranchPoint, RestoreError, res
 from automem.branch.compare import compare_rows
 from automem.branch.credit import credit_plan, credits, credits_of
 from automem.branch.run import run_branches, simple_plan
-from automem.llm.stub_server import spawn
 from automem.rollout import RolloutConfig, RolloutError, run_rollout
 from automem.scaffold import load
 from automem.trajectory import query
@@ -28,18 +27,16 @@ EP0, EP1 = "000000-crafter-v0-s0", "000001-crafter-v0-s1"
 
 
 @pytest.fixture(scope="module")
-def stub():
-    proc, url = spawn(policy="seeded")
-    yield url
-    proc.kill()
-    proc.wait()
-
-
-@pytest.fixture(scope="module")
-def parent(stub, tmp_path_factory):
+def parent(seeded_stub, tmp_path_factory):
     out = str(tmp_path_factory.mktemp("parent"))
     cfg = RolloutConfig(
-        env="crafter-v0", episodes=2, max_steps=10, endpoint=stub, executor="local", out=out, run_id="p1"
+        env="crafter-v0",
+        episodes=2,
+        max_steps=10,
+        endpoint=seeded_stub,
+        executor="local",
+        out=out,
+        run_id="p1",
     )
     assert run_rollout(cfg).committed == 2
     return out
@@ -53,13 +50,13 @@ def _rows(root: str, sql: str) -> list[dict]:
     return query(root, sql).to_pylist()
 
 
-def test_control_reproduces_the_parent_and_changes_are_recorded(stub, parent, tmp_path):
+def test_control_reproduces_the_parent_and_changes_are_recorded(seeded_stub, parent, tmp_path):
     out = str(tmp_path / "b")
     edit = 'WRITE notes.md "a tree lies north"'
     plan = simple_plan(
         parent, "p1", [EP0, EP1], 4, BranchArm(name="change", memory_edit=[edit]), copies=2, sampling_seed=7
     )
-    res = run_branches(plan, out=out, run_id="b1", horizon=5, settings=_settings(stub))
+    res = run_branches(plan, out=out, run_id="b1", horizon=5, settings=_settings(seeded_stub))
     assert res.committed == 8 and not res.failed
     # Nothing before the branch step is stored again; steps keep the parent's numbers.
     spans = _rows(out, "SELECT episode_id, min(step) lo, max(step) hi, count(*) n FROM steps GROUP BY 1")
@@ -95,15 +92,15 @@ def test_control_reproduces_the_parent_and_changes_are_recorded(stub, parent, tm
     with pytest.raises(RestoreError, match="is a branch run \\(of p1"):
         restore(out, "b1", "0000-control-c0", 5)
     # The same call again resumes: nothing is played twice.
-    again = run_branches(plan, out=out, run_id="b1", horizon=5, settings=_settings(stub))
+    again = run_branches(plan, out=out, run_id="b1", horizon=5, settings=_settings(seeded_stub))
     assert again.committed == 0 and again.skipped == 8
     # Another plan under the same run id is refused.
     other = simple_plan(parent, "p1", [EP0], 4, None, copies=1)
     with pytest.raises(RolloutError, match="another plan"):
-        run_branches(other, out=out, run_id="b1", horizon=5, settings=_settings(stub))
+        run_branches(other, out=out, run_id="b1", horizon=5, settings=_settings(seeded_stub))
 
 
-def test_an_edited_scaffold_arm_plays_with_its_scaffold(stub, parent, tmp_path):
+def test_an_edited_scaffold_arm_plays_with_its_scaffold(seeded_stub, parent, tmp_path):
     out = str(tmp_path / "s")
     base = load("crafter-v0")
     edited = base.model_copy(
@@ -113,7 +110,7 @@ def test_an_edited_scaffold_arm_plays_with_its_scaffold(stub, parent, tmp_path):
         }
     )
     plan = simple_plan(parent, "p1", [EP0], 3, BranchArm(name="change", scaffold=edited), copies=1)
-    assert run_branches(plan, out=out, run_id="s1", horizon=4, settings=_settings(stub)).committed == 2
+    assert run_branches(plan, out=out, run_id="s1", horizon=4, settings=_settings(seeded_stub)).committed == 2
     ids = {
         r["episode_id"]: r["scaffold_id"] for r in _rows(out, "SELECT episode_id, scaffold_id FROM episodes")
     }
@@ -123,7 +120,7 @@ def test_an_edited_scaffold_arm_plays_with_its_scaffold(stub, parent, tmp_path):
     assert _rows(out, sql.format("0000-change-c0")) != _rows(out, sql.format("0000-control-c0"))
 
 
-def test_bad_input_is_one_line_and_writes_nothing(stub, parent, tmp_path):
+def test_bad_input_is_one_line_and_writes_nothing(seeded_stub, parent, tmp_path):
     out = tmp_path / "bad"
     cases = [
         (simple_plan(parent, "p1", [EP0], 10, None), "step 10 is outside episode"),
@@ -132,7 +129,7 @@ def test_bad_input_is_one_line_and_writes_nothing(stub, parent, tmp_path):
     ]
     for plan, msg in cases:
         with pytest.raises(RolloutError, match=msg) as info:
-            run_branches(plan, out=str(out), run_id="x1", horizon=3, settings=_settings(stub))
+            run_branches(plan, out=str(out), run_id="x1", horizon=3, settings=_settings(seeded_stub))
         assert "\n" not in str(info.value)
         assert not (out / "runs" / "x1").exists()
     with pytest.raises(ValueError, match="READX"):
@@ -147,92 +144,76 @@ def test_bad_input_is_one_line_and_writes_nothing(stub, parent, tmp_path):
         arms=[BranchArm(name="removed", drop=True)],
     )
     res = run_branches(
-        plan, out=str(tmp_path / "d"), run_id="d1", horizon=2, settings={**_settings(stub), "max_attempts": 1}
+        plan,
+        out=str(tmp_path / "d"),
+        run_id="d1",
+        horizon=2,
+        settings={**_settings(seeded_stub), "max_attempts": 1},
     )
     assert "no memory turn 1:plan:5" in next(iter(res.failed.values()))
+    # A branch run whose every attempt failed is still listed with its parent.
+    assert _rows(str(tmp_path / "d"), "SELECT parent_episode_id FROM branches") == [
+        {"parent_episode_id": EP0}
+    ]
 
 
-def test_the_cli_plays_compares_and_refuses_a_bad_step(stub, parent, tmp_path):
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    """``automem ARGS`` in a subprocess from the repository root."""
     env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
-    common = ["--endpoint", stub, "--executor", "local", "--no-progress", "--horizon", "3"]
-    out = str(tmp_path / "cli")
-    res = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pipelines.cli",
-            "branch",
-            "play",
-            parent,
-            "p1",
-            EP0,
-            "--at-step",
-            "2",
-            "--model",
-            "smollm2-135m",
-            "--copies",
-            "2",
-            "--out",
-            out,
-            "--run-id",
-            "c1",
-            *common,
-        ],
+    return subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", *args],
         cwd=ROOT,
         env=env,
         capture_output=True,
         text=True,
         timeout=300,
+    )
+
+
+def test_the_cli_plays_compares_and_refuses_a_bad_step(seeded_stub, parent, tmp_path):
+    common = ["--endpoint", seeded_stub, "--executor", "local", "--no-progress", "--horizon", "3"]
+    out = str(tmp_path / "cli")
+    play = ["branch", "play", parent, "p1", EP0]
+    res = _cli(
+        *play,
+        "--at-step",
+        "2",
+        "--model",
+        "smollm2-135m",
+        "--copies",
+        "2",
+        "--out",
+        out,
+        "--run-id",
+        "c1",
+        *common,
     )
     assert res.returncode == 0, res.stderr[-2000:]
     assert "change vs control, 2 pairs" in res.stdout
-    res = subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", "diagnose", out, "--branches"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    res = _cli("diagnose", out, "--branches")
     assert res.returncode == 0 and "progression" in res.stdout
-    res = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pipelines.cli",
-            "branch",
-            "play",
-            parent,
-            "p1",
-            EP0,
-            "--at-step",
-            "99",
-            "--out",
-            str(tmp_path / "none"),
-            *common,
-        ],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    res = _cli(*play, "--at-step", "99", "--out", str(tmp_path / "none"), *common)
     assert res.returncode == 2 and "give a step from 0 to 9" in res.stderr
     assert len(res.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "none" / "runs").exists() or not os.listdir(tmp_path / "none" / "runs")
 
 
-def test_credit_runs_branch_after_the_turn_with_and_without_it(stub, parent, tmp_path):
-    ops = _rows(
-        parent,
-        f"SELECT DISTINCT step, phase, turn FROM memory_ops WHERE episode_id = '{EP0}' AND NOT read_only AND ok AND phase = 'log' ORDER BY 1",
+def _written_log_turns(parent: str) -> list[str]:
+    """The LOG turns of ``EP0``'s steps 1..7 that wrote something, as ``STEP:log:TURN``, in step order."""
+    sql = (
+        "SELECT DISTINCT step, turn FROM memory_ops WHERE episode_id = '{}' AND NOT read_only AND ok "
+        "AND phase = 'log' ORDER BY 1"
     )
-    turn = next(f"{r['step']}:log:{r['turn']}" for r in ops if 0 < r["step"] < 8)
+    return [f"{r['step']}:log:{r['turn']}" for r in _rows(parent, sql.format(EP0)) if 0 < r["step"] < 8]
+
+
+def test_credit_runs_branch_after_the_turn_with_and_without_it(seeded_stub, parent, tmp_path):
+    turn = _written_log_turns(parent)[0]
     step = int(turn.split(":")[0])
     plan = credit_plan(parent, "p1", EP0, [turn], copies=2)
     assert [p.step for p in plan.points] == [step + 1] and plan.points[0].drop_turns == [turn]
     out = str(tmp_path / "credit")
-    assert run_branches(plan, out=out, run_id="k1", horizon=3, settings=_settings(stub)).committed == 4
+    assert run_branches(plan, out=out, run_id="k1", horizon=3, settings=_settings(seeded_stub)).committed == 4
     # The removed arm's memory lacks what the turn wrote; the recorded arm's has it.
     init = "SELECT list(args) a FROM memory_ops WHERE phase = 'init' AND episode_id = '{}'"
     written = _rows(
@@ -289,21 +270,17 @@ def test_compare_pairs_by_point_and_copy_and_credit_flips_the_sign():
         credits_of([comp], "ops_per_step")
 
 
-def test_counterfactual_strategy_keeps_the_credited_turns(stub, parent, tmp_path):
+def test_counterfactual_strategy_keeps_the_credited_turns(seeded_stub, parent, tmp_path):
     from automem.distill import DatasetConfig, build_dataset
 
-    ops = _rows(
-        parent,
-        f"SELECT DISTINCT step, turn FROM memory_ops WHERE episode_id = '{EP0}' AND NOT read_only AND ok AND phase = 'log' ORDER BY 1",
-    )
-    turns = [f"{r['step']}:log:{r['turn']}" for r in ops if 0 < r["step"] < 8][:2]
+    turns = _written_log_turns(parent)[:2]
     cstore = str(tmp_path / "cs")
     run_branches(
         credit_plan(parent, "p1", EP0, turns, copies=1),
         out=cstore,
         run_id="k2",
         horizon=2,
-        settings=_settings(stub),
+        settings=_settings(seeded_stub),
     )
     found = credits(cstore)
     config = DatasetConfig(

@@ -15,7 +15,6 @@ import pytest
 
 from automem.branch import BranchArm
 from automem.branch.run import run_branches, simple_plan
-from automem.llm.stub_server import spawn
 from automem.report import ReportConfig, build_payload, render_html
 from automem.report import branches as bv
 from automem.rollout import RolloutConfig, run_rollout
@@ -23,14 +22,6 @@ from automem.trajectory import query
 
 EP = "000000-crafter-v0-s0"
 STEP = 3
-
-
-@pytest.fixture(scope="module")
-def stub():
-    proc, url = spawn(policy="seeded")
-    yield url
-    proc.kill()
-    proc.wait()
 
 
 def make_branch_store(url: str, parent: str, out: str) -> None:
@@ -47,9 +38,9 @@ def make_branch_store(url: str, parent: str, out: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def stores(stub, tmp_path_factory):
+def stores(seeded_stub, tmp_path_factory):
     base = tmp_path_factory.mktemp("br")
-    make_branch_store(stub, str(base / "parent"), str(base / "b"))
+    make_branch_store(seeded_stub, str(base / "parent"), str(base / "b"))
     return str(base / "parent"), str(base / "b")
 
 
@@ -97,9 +88,9 @@ def test_each_point_draws_the_parent_and_where_each_branch_diverged(stores):
     assert m and json.loads(m.group(1))["branches"] == payload["branches"]
 
 
-def test_an_unreadable_parent_is_drawn_from_the_branch_step_and_noted(stub, tmp_path):
+def test_an_unreadable_parent_is_drawn_from_the_branch_step_and_noted(seeded_stub, tmp_path):
     parent, out = str(tmp_path / "parent"), str(tmp_path / "b")
-    make_branch_store(stub, parent, out)
+    make_branch_store(seeded_stub, parent, out)
     shutil.rmtree(parent)
     payload = build_payload(out, ReportConfig())
     (point,) = payload["branches"][0]["points"]
